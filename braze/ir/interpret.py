@@ -1,0 +1,124 @@
+"""The reference interpreter: runs a Graph with torch ops. This *is* the Graph IR's semantics;
+every pass and every generated kernel is checked against it."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from braze.ir.graph import Graph, Node
+
+TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+               "int32": torch.int32, "int64": torch.int64}
+
+_UNARY = {
+    "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
+    "reciprocal": torch.reciprocal, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
+    "relu": torch.relu, "gelu": F.gelu, "cos": torch.cos, "sin": torch.sin, "abs": torch.abs,
+    "square": torch.square,
+}
+_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+           "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
+
+
+def rope_reference(x, positions, cos, sin, head_dim):
+    """Rotate-half RoPE (the HF/NeoX layout) per head; cos/sin tables are [context, head_dim/2]."""
+    t = x.shape[0]
+    xh = x.view(t, -1, head_dim).float()
+    c = cos[positions].float()[:, None, :]
+    s = sin[positions].float()[:, None, :]
+    lo, hi = xh[..., : head_dim // 2], xh[..., head_dim // 2:]
+    return torch.cat([lo * c - hi * s, hi * c + lo * s], dim=-1).reshape(x.shape).to(x.dtype)
+
+
+def attention_reference(q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale):
+    """Each token attends to its own sequence's cache rows 0..position (inclusive)."""
+    t, group = q.shape[0], num_heads // num_kv_heads
+    qh = q.view(t, num_heads, head_dim).float()
+    k = k_cache[slots].float().repeat_interleave(group, dim=1)  # [T, H, C, D]
+    v = v_cache[slots].float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("thd,thcd->thc", qh, k) * scale
+    visible = torch.arange(k_cache.shape[2])[None, :] <= positions[:, None]  # [T, C]
+    scores = scores.masked_fill(~visible[:, None, :], float("-inf"))
+    out = torch.einsum("thc,thcd->thd", torch.softmax(scores, dim=-1), v)
+    return out.reshape(t, num_heads * head_dim).to(q.dtype)
+
+
+def _resolve(shape, env):
+    return tuple(env[d] if isinstance(d, str) else d for d in shape)
+
+
+def _bind_symbols(node: Node, value: torch.Tensor, env: dict) -> None:
+    for d, actual in zip(node.shape, value.shape):
+        if isinstance(d, str):
+            if env.setdefault(d, actual) != actual:
+                raise ValueError(f"symbol {d} is {env[d]} elsewhere but {actual} for input {node.attr('name')}")
+        elif d != actual:
+            raise ValueError(f"input {node.attr('name')} has shape {list(value.shape)}, graph says {list(node.shape)}")
+
+
+def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inplace_state: bool = False):
+    op, a = node.op, node.attr_dict
+    if op == "input":
+        value = feeds[a["name"]]
+        _bind_symbols(node, value, env)
+        return value
+    if op == "weight":
+        return graph.weights[a["name"]]
+    if op == "constant":
+        return torch.tensor(a["value"], dtype=TORCH_DTYPE[node.dtype])
+    if op == "cast":
+        return args[0].to(TORCH_DTYPE[a["dtype"]])
+    if op in _UNARY:
+        return _UNARY[op](args[0])
+    if op in _BINARY:
+        return _BINARY[op](args[0], args[1])
+    if op == "sum":
+        return args[0].sum(dim=-1, keepdim=True)
+    if op == "max":
+        return args[0].amax(dim=-1, keepdim=True)
+    if op == "mean":
+        return args[0].mean(dim=-1, keepdim=True)
+    if op == "softmax":
+        return torch.softmax(args[0].float(), dim=-1).to(args[0].dtype)
+    if op == "rms_norm":
+        x = args[0].float()
+        normed = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + a["eps"])
+        return normed.to(args[0].dtype) * args[1]
+    if op == "reshape":
+        return args[0].reshape(_resolve(node.shape, env))
+    if op == "transpose":
+        perm = a.get("perm") or tuple(range(args[0].dim() - 2)) + (args[0].dim() - 1, args[0].dim() - 2)
+        return args[0].permute(perm)
+    if op == "slice":
+        return args[0].narrow(a["axis"], a["start"], a["stop"] - a["start"])
+    if op == "concat":
+        return torch.cat(args, dim=a["axis"])
+    if op == "matmul":
+        return args[0] @ args[1]
+    if op == "linear":
+        return F.linear(args[0], args[1])
+    if op == "gather":
+        return args[0][args[1]]
+    if op == "rope":
+        return rope_reference(args[0], args[1], args[2], args[3], a["head_dim"])
+    if op == "kv_store":
+        cache, x, slots, pos = args
+        out = cache if inplace_state else cache.clone()
+        out[slots, :, pos, :] = x.view(x.shape[0], cache.shape[1], cache.shape[3]).to(cache.dtype)
+        return out
+    if op == "attention":
+        return attention_reference(*args, a["num_heads"], a["num_kv_heads"], a["head_dim"], a["scale"])
+    raise NotImplementedError(f"interpreter has no rule for {op}")
+
+
+def interpret(graph: Graph, feeds: dict[str, torch.Tensor], inplace_state: bool = False) -> dict[str, torch.Tensor]:
+    """Run `graph` on `feeds` (input name -> tensor); returns output name -> tensor.
+
+    inplace_state=True lets kv_store update its cache input in place (the engine's reference path);
+    the default keeps every input untouched, as a pure function should.
+    """
+    values: dict[int, torch.Tensor] = {}
+    env: dict[str, int] = {}
+    for node in graph.nodes:
+        values[id(node)] = evaluate(node, [values[id(i)] for i in node.inputs], graph, feeds, env, inplace_state)
+    return {name: values[id(node)] for name, node in graph.outputs}
