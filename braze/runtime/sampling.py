@@ -148,7 +148,7 @@ def sample(
     cut_k = any(k < kmax for k in ks)
     cut_p = any(p < 1.0 for p in top_ps)
 
-    if kmax == vocab and not cut_p:
+    if kmax == vocab and not cut_k and not cut_p:
         # No truncation anywhere: sample the full distribution.
         cand_logits, cand_idx = sub, None
     else:
