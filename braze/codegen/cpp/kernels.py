@@ -1,0 +1,193 @@
+"""Loop nests per kernel kind (pointwise, reduction, gather, rope, kv_store, attention).
+
+matmul lives in matmul.py. Each emitter takes a KernelCtx and returns the body lines of the
+kernel's function (pointer declarations and symbols are already in scope).
+"""
+from __future__ import annotations
+
+from braze.errors import CompilationError
+from braze.codegen.cpp.emit import KernelCtx, fmt_float, indent
+from braze.codegen.cpp.matmul import emit_matmul, matmul_support
+
+
+def _axis_names(rank: int) -> list[str]:
+    return [f"i{a}" for a in range(rank)]
+
+
+def emit_pointwise(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    dom = tuple(k.output.shape)
+    if k.expr is None:
+        raise CompilationError(f"kernel {k.name}: pointwise kernel without an expression")
+    names = _axis_names(len(dom))
+    load = lambda i: ctx.load(k.operands[i], names)  # noqa: E731
+    lines, val = ctx.expr(k.expr, load)
+    body = lines + [ctx.store(k.output, names, val)]
+    if not dom:
+        return ["{", *indent(body), "}"]
+    inner = ["#pragma omp simd", f"for (int64_t {names[-1]} = 0; {names[-1]} < {ctx.dim(dom[-1])}; ++{names[-1]}) {{",
+             *indent(body), "}"]
+    if len(dom) == 1:
+        return inner
+    outer = ctx.prod(dom[:-1])
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod(dom))}",
+            f"for (int64_t o = 0; o < {outer}; ++o) {{",
+            *indent(ctx.decompose("o", dom[:-1], names[:-1]) + inner), "}"]
+
+
+def reduce_row(ctx: KernelCtx, reductions, names: list[str], col: str, ncol: str, load) -> tuple[list[str], dict]:
+    """Lines computing red_j over the last axis (index `col`); returns (lines, j -> C name)."""
+    reds: dict[int, str] = {}
+    lines: list[str] = []
+    for j, (op, e) in enumerate(reductions):
+        r = ctx.fresh("red")
+        el, v = ctx.expr(e, load, rowred=lambda i: reds[i])
+        if op == "sum":
+            init, clause, fold = "0.0f", "+", f"{r} += {v};"
+        elif op == "max":
+            init, clause, fold = "-INFINITY", "max", f"{r} = {r} > {v} ? {r} : {v};"
+        else:
+            raise CompilationError(f"kernel {ctx.kernel.name}: unsupported reduction {op!r}")
+        lines += [f"float {r} = {init};", f"#pragma omp simd reduction({clause}:{r})",
+                  f"for (int64_t {col} = 0; {col} < {ncol}; ++{col}) {{", *indent(el + [fold]), "}"]
+        reds[j] = r
+    return lines, reds
+
+
+def emit_reduction(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    if not k.operands:
+        raise CompilationError(f"kernel {k.name}: reduction without operands")
+    dom = tuple(k.operands[0].shape)
+    out_shape = tuple(k.output.shape)
+    full = out_shape == dom
+    if not full and out_shape != dom[:-1] + (1,):
+        raise CompilationError(f"kernel {k.name}: output {list(out_shape)} is neither {list(dom)} nor one per row")
+    names = _axis_names(len(dom))
+    col, ncol = names[-1], ctx.dim(dom[-1])
+    load = lambda i: ctx.load(k.operands[i], names)  # noqa: E731
+    row = ctx.decompose("r", dom[:-1], names[:-1])
+    red_lines, reds = reduce_row(ctx, k.reductions, names, col, ncol, load)
+    row += red_lines
+    if k.expr is not None:
+        el, v = ctx.expr(k.expr, load, rowred=lambda i: reds[i])
+        if full:
+            row += ["#pragma omp simd", f"for (int64_t {col} = 0; {col} < {ncol}; ++{col}) {{",
+                    *indent(el + [ctx.store(k.output, names, v)]), "}"]
+        else:
+            row += ["{", f"  const int64_t {col} = 0;", *indent(el + [ctx.store(k.output, names, v)]), "}"]
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod(dom))}",
+            f"for (int64_t r = 0; r < {ctx.prod(dom[:-1])}; ++r) {{", *indent(row), "}"]
+
+
+def emit_gather(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    table, idx = k.operands[0], k.operands[1]
+    n, cols = k.output.shape
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((n, cols)))}",
+            f"for (int64_t i0 = 0; i0 < {ctx.dim(n)}; ++i0) {{",
+            f"  const int64_t row = {ctx.index_load(idx, ['i0'])};",
+            "  #pragma omp simd",
+            f"  for (int64_t i1 = 0; i1 < {ctx.dim(cols)}; ++i1) {{",
+            f"    {ctx.store(k.output, ['i0', 'i1'], ctx.load(table, ['row', 'i1']))}",
+            "  }", "}"]
+
+
+def emit_rope(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    x, pos, cos, sin = k.operands[:4]
+    hd = int(k.attr("head_dim"))
+    half = hd // 2
+    t, f = x.shape
+    if isinstance(f, str) or f % hd:
+        raise CompilationError(f"kernel {k.name}: rope width {f} is not a multiple of head_dim {hd}")
+    lo, hi = "h * %d + j" % hd, "h * %d + j + %d" % (hd, half)
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, f)))}",
+            f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
+            f"  const int64_t p = {ctx.index_load(pos, ['t'])};",
+            f"  for (int64_t h = 0; h < {f // hd}; ++h) {{",
+            "    #pragma omp simd",
+            f"    for (int64_t j = 0; j < {half}; ++j) {{",
+            f"      const float c = {ctx.load(cos, ['p', 'j'])};",
+            f"      const float s = {ctx.load(sin, ['p', 'j'])};",
+            f"      const float lo = {ctx.load(x, ['t', lo])};",
+            f"      const float hi = {ctx.load(x, ['t', hi])};",
+            f"      {ctx.store(k.output, ['t', lo], 'lo * c - hi * s')}",
+            f"      {ctx.store(k.output, ['t', hi], 'hi * c + lo * s')}",
+            "    }", "  }", "}"]
+
+
+def emit_kv_store(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    ops = k.operands[1:] if len(k.operands) == 4 else k.operands  # (cache,) x, slots, positions
+    x, slots, pos = ops[:3]
+    _, hkv, _, d = k.output.shape
+    t = x.shape[0]
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, hkv, d)))}",
+            f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
+            f"  const int64_t s = {ctx.index_load(slots, ['t'])};",
+            f"  const int64_t p = {ctx.index_load(pos, ['t'])};",
+            f"  for (int64_t h = 0; h < {hkv}; ++h) {{",
+            "    #pragma omp simd",
+            f"    for (int64_t d = 0; d < {d}; ++d) {{",
+            f"      {ctx.store(k.output, ['s', 'h', 'p', 'd'], ctx.load(x, ['t', f'h * {d} + d']))}",
+            "    }", "  }", "}"]
+
+
+def emit_attention(ctx: KernelCtx) -> list[str]:
+    """Per (token, head): online softmax over cache rows 0..pos in chunks of 32 (bounded stack)."""
+    k = ctx.kernel
+    q, kc, vc, slots, pos = k.operands[:5]
+    h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
+    scale = fmt_float(k.attr("scale"))
+    group = h // hkv
+    t, ctxlen = q.shape[0], kc.shape[2]
+    qd = f"h * {d} + d"
+    krow = lambda view, dd: ctx.load(view, ["s", "kvh", "c0 + j", dd])  # noqa: E731
+    return [
+        f"#pragma omp parallel for collapse(2) schedule(static, 1) {ctx.par_if(ctx.prod((t, h, d)) + ' * 16')}",
+        f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
+        f"  for (int64_t h = 0; h < {h}; ++h) {{",
+        f"    const int64_t s = {ctx.index_load(slots, ['t'])};",
+        f"    const int64_t last = std::min<int64_t>({ctx.index_load(pos, ['t'])}, {ctx.dim(ctxlen)} - 1);",
+        f"    const int64_t kvh = h / {group};",
+        f"    float qv[{d}], acc[{d}], sc[32];",
+        "    #pragma omp simd",
+        f"    for (int64_t d = 0; d < {d}; ++d) {{ qv[d] = {ctx.load(q, ['t', qd])}; acc[d] = 0.0f; }}",
+        "    float mx = -INFINITY, l = 0.0f;",
+        "    for (int64_t c0 = 0; c0 <= last; c0 += 32) {",
+        "      const int64_t cn = std::min<int64_t>(32, last + 1 - c0);",
+        "      float cmax = -INFINITY;",
+        "      for (int64_t j = 0; j < cn; ++j) {",
+        "        float dot = 0.0f;",
+        "        #pragma omp simd reduction(+:dot)",
+        f"        for (int64_t d = 0; d < {d}; ++d) dot += qv[d] * {krow(kc, 'd')};",
+        f"        sc[j] = dot * {scale};",
+        "        cmax = cmax > sc[j] ? cmax : sc[j];",
+        "      }",
+        "      const float mnew = mx > cmax ? mx : cmax;",
+        "      const float corr = expf(mx - mnew);",
+        "      l *= corr;",
+        "      #pragma omp simd",
+        f"      for (int64_t d = 0; d < {d}; ++d) acc[d] *= corr;",
+        "      for (int64_t j = 0; j < cn; ++j) {",
+        "        const float pj = expf(sc[j] - mnew);",
+        "        l += pj;",
+        "        #pragma omp simd",
+        f"        for (int64_t d = 0; d < {d}; ++d) acc[d] += pj * {krow(vc, 'd')};",
+        "      }",
+        "      mx = mnew;",
+        "    }",
+        "    const float inv = 1.0f / l;",
+        "    #pragma omp simd",
+        f"    for (int64_t d = 0; d < {d}; ++d) {{ {ctx.store(k.output, ['t', qd], 'acc[d] * inv')} }}",
+        "  }", "}"]
+
+
+EMITTERS = {"pointwise": emit_pointwise, "reduction": emit_reduction, "matmul": emit_matmul,
+            "gather": emit_gather, "rope": emit_rope, "kv_store": emit_kv_store, "attention": emit_attention}
+
+
+def support_code(program) -> str:
+    """Helpers only some programs need (matmul micro-tiles per weight dtype)."""
+    return matmul_support(program)

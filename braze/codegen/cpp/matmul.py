@@ -1,0 +1,121 @@
+"""The matmul kind: prologue rows into a scratch block, micro-tiled dots against B [N, K], epilogue.
+
+Loop structure (one OpenMP parallel region, every thread walks the same M blocks):
+
+    for each block of up to MB rows of A:
+        omp for over rows:      row reductions over K (RMSNorm's sum of squares), then the
+                                prologue A[m, :] into the scratch block (once per row, not per n)
+        omp for over N tiles:   tiles of 4 columns; for every 4 rows of the block one micro-tile
+                                call reads each B row once for all those rows; then the epilogue
+                                per output element (residual add, bias, activation), stored.
+
+Decode (M = 1..8) is one block: B is streamed exactly once, split over threads by columns.
+"""
+from __future__ import annotations
+
+from braze.errors import CompilationError
+from braze.ir.kernel import Expr
+from braze.codegen.cpp.emit import KernelCtx, PAR_MIN_WORK, indent
+from braze.codegen.cpp.prelude import TAG, tile_functions
+
+MB = 64  # rows of A per block (prefill); the scratch block is MB x K floats
+NR = 4   # columns per tile
+
+
+def _weight_index(kernel) -> int:
+    w = kernel.attr("weight")
+    if w is None:
+        w = len(kernel.operands) - 1
+    return int(w)
+
+
+def matmul_support(program) -> str:
+    dtypes = set()
+    for k in program.kernels:
+        if k.kind == "matmul":
+            b = k.operands[_weight_index(k)]
+            if b.strides[-1] == 1:
+                dtypes.add(program.buffer(b.buffer).dtype)
+    return "\n\n".join(tile_functions(dt, NR) for dt in sorted(dtypes))
+
+
+def emit_matmul(ctx: KernelCtx) -> list[str]:
+    k = ctx.kernel
+    w = _weight_index(k)
+    bview = k.operands[w]
+    if len(bview.shape) != 2:
+        raise CompilationError(f"kernel {k.name}: matmul weight view must be [N, K], got {bview}")
+    n_dim, k_dim = bview.shape
+    out = k.output
+    rows = tuple(out.shape[:-1])
+    if out.shape[-1] != n_dim:
+        raise CompilationError(f"kernel {k.name}: output {list(out.shape)} does not end in N={n_dim}")
+    prologue = k.prologue
+    if prologue is None:
+        prologue = Expr("load", value=next(i for i in range(len(k.operands)) if i != w))
+    epilogue = k.expr if k.expr is not None else Expr("acc")
+    names = [f"i{a}" for a in range(len(rows))]
+    sbn, sbk = bview.strides
+    btag = TAG[ctx.dtype(bview)]
+
+    # prologue: per row, reductions then A[m, :] into the scratch block
+    from braze.codegen.cpp.kernels import reduce_row
+    pload = lambda i: ctx.load(k.operands[i], names + ["kk"])  # noqa: E731
+    red_lines, reds = reduce_row(ctx, k.reductions, names, "kk", "kdim", pload)
+    a_lines, a_val = ctx.expr(prologue, pload, rowred=lambda i: reds[i])
+    row_body = ["const int64_t m = m0 + r;", *ctx.decompose("m", rows, names), *red_lines,
+                *[f"red_s[{j}][r] = {reds[j]};" for j in range(len(k.reductions))],
+                "float* arow = As + r * kdim;", "#pragma omp simd", "for (int64_t kk = 0; kk < kdim; ++kk) {",
+                *indent(a_lines + [f"arow[kk] = {a_val};"]), "}"]
+
+    # micro-tiles
+    if sbk == 1:
+        def call(mr, nr_, bptr, cptr):
+            return f"mm_tile_{mr}x{nr_}_{btag}(ap, kdim, {bptr}, {sbn}, {cptr}, {NR});"
+        full = ["switch (mr) {", *[f"  case {mr}: {call(mr, NR, 'bp', '&c[0][0]')} break;" for mr in range(1, 5)], "}"]
+        part = ["for (int64_t j = 0; j < nr; ++j) {", "  switch (mr) {",
+                *[f"    case {mr}: {call(mr, 1, f'bp + j * {sbn}', '&c[0][j]')} break;" for mr in range(1, 5)],
+                "  }", "}"]
+        tile = [f"if (nr == {NR}) {{", *indent(full), "} else {", *indent(part), "}"]
+    else:  # weight not contiguous along K (a transposed view): plain strided dots
+        tile = ["for (int64_t mi = 0; mi < mr; ++mi)", "  for (int64_t j = 0; j < nr; ++j) {",
+                "    float s = 0.0f;", "    #pragma omp simd reduction(+:s)",
+                f"    for (int64_t kk = 0; kk < kdim; ++kk) s += ap[mi * kdim + kk] * to_f(bp[j * {sbn} + kk * {sbk}]);",
+                "    c[mi][j] = s;", "  }"]
+
+    eload = lambda i: ctx.load(k.operands[i], names + ["n"])  # noqa: E731
+    e_lines, e_val = ctx.expr(epilogue, eload, acc="c[mi][j]", rowred=lambda i: f"red_s[{i}][r]")
+    epi = ["for (int64_t mi = 0; mi < mr; ++mi) {",
+           "  const int64_t r = mi0 + mi;", "  const int64_t m = m0 + r;", "  (void)r;",
+           *indent(ctx.decompose("m", rows, names)),
+           "  for (int64_t j = 0; j < nr; ++j) {", "    const int64_t n = n0 + j;",
+           *indent(e_lines + [ctx.store(out, names + ["n"], e_val)], 2), "  }", "}"]
+
+    nred = max(1, len(k.reductions))
+    boff = f" + {bview.offset}" if bview.offset else ""
+    return [
+        f"const int64_t mrows = {ctx.prod(rows) if rows else '1'};",
+        f"const int64_t ncols = {ctx.dim(n_dim)};",
+        f"const int64_t kdim = {ctx.dim(k_dim)};",
+        "if (mrows <= 0 || ncols <= 0) return;",
+        f"const int64_t MBLK = std::min<int64_t>(mrows, {MB});",
+        "float* As = (float*)std::aligned_alloc(64, (size_t)((MBLK * kdim * 4 + 63) / 64 * 64 + 64));",
+        f"float red_s[{nred}][{MB}]; (void)red_s;",
+        f"#pragma omp parallel if(mrows * ncols * kdim >= {PAR_MIN_WORK * 8})",
+        "{",
+        "  for (int64_t m0 = 0; m0 < mrows; m0 += MBLK) {",
+        "    const int64_t mb = std::min<int64_t>(MBLK, mrows - m0);",
+        "    #pragma omp for schedule(static)",
+        "    for (int64_t r = 0; r < mb; ++r) {", *indent(row_body, 3), "    }",
+        "    #pragma omp for schedule(static)",
+        f"    for (int64_t nt = 0; nt < (ncols + {NR - 1}) / {NR}; ++nt) {{",
+        f"      const int64_t n0 = nt * {NR};",
+        f"      const int64_t nr = std::min<int64_t>({NR}, ncols - n0);",
+        f"      const auto* bp = {ctx.ptr(bview)}{boff} + n0 * {sbn};",
+        f"      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {{",
+        "        const int64_t mr = std::min<int64_t>(4, mb - mi0);",
+        "        const float* ap = As + mi0 * kdim;",
+        f"        float c[4][{NR}];",
+        *indent(tile, 4), *indent(epi, 4),
+        "      }", "    }", "  }", "}",
+        "std::free(As);"]

@@ -1,0 +1,90 @@
+"""Reference semantics of Kernel IR, in torch: runs a Program kernel by kernel over flat buffers.
+
+Used to check the fuser (Graph IR interpreter == Kernel IR interpreter) separately from codegen
+(Kernel IR interpreter == generated C++/Triton)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from braze.ir.interpret import TORCH_DTYPE, attention_reference, rope_reference
+from braze.ir.kernel import Expr, Kernel, Program, View
+
+_UNARY = {"neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
+          "reciprocal": torch.reciprocal, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
+          "relu": torch.relu, "gelu": F.gelu, "cos": torch.cos, "sin": torch.sin, "abs": torch.abs,
+          "square": torch.square}
+_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+           "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
+
+
+def resolve(shape, symbols) -> tuple[int, ...]:
+    return tuple(symbols[d] if isinstance(d, str) else d for d in shape)
+
+
+def view_tensor(flat: dict[str, torch.Tensor], v: View, symbols) -> torch.Tensor:
+    base = flat[v.buffer]  # as_strided offsets count from the storage start, not the view start
+    return base.as_strided(resolve(v.shape, symbols), v.strides, base.storage_offset() + v.offset)
+
+
+def eval_expr(root: Expr, k: Kernel, flat, symbols, reds=(), acc=None) -> torch.Tensor:
+    values: dict[int, torch.Tensor] = {}
+    for e in root.walk():
+        if e.op == "load":
+            r = view_tensor(flat, k.operands[e.value], symbols).float()
+        elif e.op == "const":
+            r = torch.tensor(e.value, dtype=torch.float32)
+        elif e.op == "acc":
+            r = acc
+        elif e.op == "rowred":
+            r = reds[e.value]
+        elif e.op == "cast":
+            r = values[id(e.args[0])].to(TORCH_DTYPE[e.value]).float()
+        elif e.op in _UNARY:
+            r = _UNARY[e.op](values[id(e.args[0])])
+        else:
+            r = _BINARY[e.op](values[id(e.args[0])], values[id(e.args[1])])
+        values[id(e)] = r
+    return values[id(root)]
+
+
+def _reduce(k: Kernel, flat, symbols) -> list[torch.Tensor]:
+    reds: list[torch.Tensor] = []
+    for op, body in k.reductions:
+        value = eval_expr(body, k, flat, symbols, reds)
+        reds.append(value.sum(-1, keepdim=True) if op == "sum" else value.amax(-1, keepdim=True))
+    return reds
+
+
+def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]) -> None:
+    out = view_tensor(flat, k.output, symbols)
+    ops = [view_tensor(flat, v, symbols) for v in k.operands]
+    if k.kind == "pointwise":
+        result = eval_expr(k.expr, k, flat, symbols)
+    elif k.kind == "reduction":
+        result = eval_expr(k.expr, k, flat, symbols, _reduce(k, flat, symbols))
+        result = result.expand(*result.shape[:-1], max(result.shape[-1], out.shape[-1]))[..., : out.shape[-1]]
+    elif k.kind == "matmul":
+        a = eval_expr(k.prologue, k, flat, symbols, _reduce(k, flat, symbols))
+        acc = a @ ops[k.attr("weight")].float().T
+        result = eval_expr(k.expr, k, flat, symbols, acc=acc)
+    elif k.kind == "gather":
+        result = ops[0][ops[1]]
+    elif k.kind == "rope":
+        result = rope_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], k.attr("head_dim"))
+    elif k.kind == "kv_store":
+        x, slots, pos = ops
+        out[slots, :, pos, :] = x.reshape(x.shape[0], out.shape[1], out.shape[3]).to(out.dtype)
+        return
+    elif k.kind == "attention":
+        result = attention_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], ops[4], k.attr("num_heads"),
+                                     k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"))
+    else:
+        raise NotImplementedError(k.kind)
+    out.copy_(result.expand(out.shape).to(out.dtype))
+
+
+def run_program(program: Program, flat: dict[str, torch.Tensor], symbols: dict[str, int]) -> None:
+    """flat: buffer name -> 1-d tensor of the buffer's dtype holding at least its elements."""
+    for k in program.kernels:
+        run_kernel(k, flat, symbols)

@@ -1,0 +1,42 @@
+"""The Kernel IR verifier: operands exist and fit, expressions reference what they may."""
+from __future__ import annotations
+
+from braze.errors import GraphVerificationError
+from braze.ir.kernel import EXPR_OPS, KERNEL_KINDS, Program
+
+
+def verify_program(program: Program) -> Program:
+    names = {b.name: b for b in program.buffers}
+    if len(names) != len(program.buffers):
+        raise GraphVerificationError("two buffers share a name")
+    written = {b.name for b in program.buffers if b.kind != "temp"}
+    for k in program.kernels:
+        where = f"kernel {k.name}"
+        if k.kind not in KERNEL_KINDS:
+            raise GraphVerificationError(f"{where}: unknown kind {k.kind}")
+        for v in list(k.operands) + [k.output]:
+            if v.buffer not in names:
+                raise GraphVerificationError(f"{where}: unknown buffer {v.buffer}")
+            if len(v.shape) != len(v.strides):
+                raise GraphVerificationError(f"{where}: view {v} has {len(v.shape)} dims, {len(v.strides)} strides")
+        for v in k.operands:
+            if v.buffer not in written:
+                raise GraphVerificationError(f"{where}: reads {v.buffer} before any kernel writes it")
+        if names[k.output.buffer].kind in ("input", "weight"):
+            raise GraphVerificationError(f"{where}: writes read-only buffer {k.output.buffer}")
+        written.add(k.output.buffer)
+        exprs = [e for _, e in k.reductions] + [e for e in (k.prologue, k.expr) if e is not None]
+        for root in exprs:
+            for e in root.walk():
+                if e.op not in EXPR_OPS:
+                    raise GraphVerificationError(f"{where}: unknown expression op {e.op}")
+                if e.op == "load" and not 0 <= e.value < len(k.operands):
+                    raise GraphVerificationError(f"{where}: load of operand {e.value} out of range")
+                if e.op == "rowred" and not 0 <= e.value < len(k.reductions):
+                    raise GraphVerificationError(f"{where}: reads reduction {e.value}, has {len(k.reductions)}")
+                if e.op == "acc" and k.kind != "matmul":
+                    raise GraphVerificationError(f"{where}: acc outside a matmul")
+    for name, buf in program.outputs:
+        if buf not in written:
+            raise GraphVerificationError(f"output {name} (buffer {buf}) is never written")
+    return program

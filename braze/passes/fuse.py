@@ -1,0 +1,244 @@
+"""Fusion: Graph IR -> Kernel IR.
+
+Every graph value either gets a buffer (it is *materialized*) or is inlined into the one kernel
+that consumes it. Rules, in the spirit of Inductor's can_fuse:
+  - views (slice/reshape/transpose) and broadcasts are free: operands read through strided Views;
+  - a pointwise or reduction value with one consumer is inlined into it (vertical fusion); when
+    that consumer is a linear's input, it becomes the matmul's prologue (RMSNorm, SiLU*mul);
+  - a linear whose only consumer is pointwise of the same shape is inlined as that kernel's
+    anchor: the pointwise chain is its epilogue (bias, residual add, activation);
+  - gather, rope, kv_store, attention and graph outputs are always materialized.
+Fusion is optimistic: a kernel that turns out illegal (two matmuls, mismatched reduction rows)
+demotes the offending node to a buffer and fusion runs again.
+"""
+from __future__ import annotations
+
+from braze.ir.graph import Graph, Node
+from braze.ir.kernel import Buffer, Expr, Kernel, Program, View
+from braze.ir.ops import POINTWISE_OPS, REDUCTION_OPS, VIEW_OPS
+from braze.passes.views import NotAView, broadcast_view, full_view, reshape_view, slice_view, transpose_view
+
+ALWAYS_MATERIALIZED = ("gather", "rope", "kv_store", "attention", "concat")
+ANCHOR_KINDS = ("gather", "rope", "kv_store", "attention")
+
+
+class _Demote(Exception):
+    def __init__(self, node: Node):
+        self.node = node
+
+
+class _Fusion:
+    def __init__(self, graph: Graph, forced: set[int]):
+        self.graph = graph
+        self.forced = forced
+        self.users: dict[int, list[Node]] = {}
+        for n in graph.nodes:
+            for i in dict.fromkeys(n.inputs):  # distinct users: mul(x, x) has one
+                self.users.setdefault(id(i), []).append(n)
+        self.outputs = {id(n) for _, n in graph.outputs}
+        self.buffers: dict[int, Buffer] = {}
+        self.state_inputs = {id(n.inputs[0]) for n in graph.nodes if n.op == "kv_store"}
+
+    # which values get a buffer
+    def materialized(self, n: Node) -> bool:
+        if n.op in ("input", "weight"):
+            return True
+        if n.op == "constant":
+            return False
+        if id(n) in self.forced or id(n) in self.outputs or n.op in ALWAYS_MATERIALIZED:
+            return True
+        if n.op in VIEW_OPS:
+            return False
+        users = self.users.get(id(n), [])
+        if len(users) != 1:
+            return True
+        u = users[0]
+        if n.op == "linear":
+            return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
+        if u.op in POINTWISE_OPS or u.op in REDUCTION_OPS:
+            return False
+        return not (u.op == "linear" and u.inputs[0] is n and u.inputs[1] is not n)
+
+    def buffer_of(self, n: Node) -> Buffer:
+        if id(n) not in self.buffers:
+            if n.op == "input":
+                kind = "state" if id(n) in self.state_inputs else "input"
+                self.buffers[id(n)] = Buffer(n.attr("name"), n.shape, n.dtype, kind)
+            elif n.op == "weight":
+                self.buffers[id(n)] = Buffer(n.attr("name"), n.shape, n.dtype, "weight")
+            elif n.op == "kv_store":  # updates its cache in place: the same buffer
+                self.buffers[id(n)] = self.buffer_of(n.inputs[0])
+            else:
+                self.buffers[id(n)] = Buffer(f"t{len([b for b in self.buffers.values() if b.kind == 'temp'])}",
+                                             n.shape, n.dtype, "temp")
+        return self.buffers[id(n)]
+
+    def view_of(self, n: Node, through: bool = False) -> View:
+        """How to read value n: its own buffer, or (views) a strided window onto another."""
+        if n.op in VIEW_OPS and (through or not self.materialized(n)):
+            src = self.view_of(n.inputs[0])
+            try:
+                if n.op == "slice":
+                    return slice_view(src, n.attr("axis"), n.attr("start"), n.attr("stop"))
+                if n.op == "transpose":
+                    return transpose_view(src, n.attr("perm"))
+                return reshape_view(src, n.shape)
+            except NotAView:
+                raise _Demote(n.inputs[0])
+        if not self.materialized(n):
+            raise _Demote(n)
+        b = self.buffer_of(n)
+        return full_view(b.name, b.shape)
+
+
+def _inlined_region(f: _Fusion, root: Node) -> tuple[list[Node], list[Node]]:
+    """The inlined nodes feeding root: (epilogue side, prologue side of the matmul if any)."""
+    epilogue, prologue, seen = [], [], set()
+
+    def walk(n: Node, side: list, is_root: bool = False):
+        if id(n) in seen or (not is_root and (f.materialized(n) or n.op in VIEW_OPS + ("constant",))):
+            return
+        seen.add(id(n))
+        side.append(n)
+        if n.op == "linear" and side is epilogue:
+            walk(n.inputs[0], prologue)
+            return
+        if n.op in VIEW_OPS:
+            return
+        for i in n.inputs:
+            walk(i, side)
+
+    walk(root, epilogue, is_root=True)
+    return epilogue, prologue
+
+
+class _KernelBuilder:
+    def __init__(self, f: _Fusion):
+        self.f = f
+        self.operands: list[View] = []
+        self.reductions: list[tuple[str, Expr]] = []
+        self.memo: dict[tuple, Expr] = {}
+
+    def load(self, n: Node, domain, through: bool = False) -> Expr:
+        view = broadcast_view(self.f.view_of(n, through), domain)
+        if view not in self.operands:
+            self.operands.append(view)
+        return Expr("load", (), self.operands.index(view))
+
+    def expr(self, n: Node, domain, is_root: bool = False) -> Expr:
+        key = (id(n), domain)
+        if key in self.memo:
+            return self.memo[key]
+        if n.op == "constant":
+            e = Expr("const", (), float(n.attr("value")))
+        elif n.op in VIEW_OPS and is_root:
+            e = self.load(n, domain, through=True)
+        elif not is_root and (self.f.materialized(n) or n.op in VIEW_OPS):
+            e = self.load(n, domain)
+        elif n.op == "cast":
+            e = Expr("cast", (self.expr(n.inputs[0], domain),), n.attr("dtype"))
+        elif n.op in POINTWISE_OPS:
+            e = Expr(n.op, tuple(self.expr(i, domain) for i in n.inputs))
+        elif n.op in REDUCTION_OPS:
+            body = self.expr(n.inputs[0], n.inputs[0].shape)
+            self.reductions.append((n.op, body))
+            e = Expr("rowred", (), len(self.reductions) - 1)
+        elif n.op == "linear":
+            e = Expr("acc")
+        else:
+            raise _Demote(n)
+        self.memo[key] = e
+        return e
+
+
+def _anchor_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
+    reads = n.inputs[1:] if n.op == "kv_store" else n.inputs  # kv_store writes its first input
+    out = f.buffer_of(n)
+    return Kernel(f"k{index}_{n.op}", n.op, tuple(f.view_of(i) for i in reads), full_view(out.name, out.shape),
+                  attrs=n.attrs, sources=(n.op,))
+
+
+def _concat_kernels(f: _Fusion, n: Node, index: int) -> list[Kernel]:
+    """A runtime concat is one copy kernel per input, each writing its slice of the output."""
+    out, axis, start, kernels = f.buffer_of(n), n.attr("axis"), 0, []
+    for i, part in enumerate(n.inputs):
+        stop = start + part.shape[axis]
+        target = slice_view(full_view(out.name, out.shape), axis, start, stop)
+        kb = _KernelBuilder(f)
+        body = kb.load(part, part.shape)
+        kernels.append(Kernel(f"k{index + i}_pointwise", "pointwise", tuple(kb.operands), target, expr=body,
+                              sources=("concat",)))
+        start = stop
+    return kernels
+
+
+def _fused_kernel(f: _Fusion, root: Node, index: int) -> Kernel:
+    epilogue, prologue = _inlined_region(f, root)
+    anchors = [n for n in epilogue if n.op == "linear"]
+    reductions = [n for n in epilogue if n.op in REDUCTION_OPS]
+    out = f.buffer_of(root)
+    sources = tuple(n.op for n in reversed(prologue)) + tuple(n.op for n in reversed(epilogue))
+    kb = _KernelBuilder(f)
+    if anchors:
+        if len(anchors) > 1 or reductions:
+            raise _Demote(anchors[-1] if len(anchors) > 1 else reductions[0])
+        lin = anchors[0]
+        a, w = lin.inputs
+        if len(a.shape) != 2:
+            raise NotImplementedError(f"linear over a {len(a.shape)}-d input {list(a.shape)}: flatten it to 2-d")
+        for r in prologue:
+            if r.op == "linear" or (r.op in REDUCTION_OPS and r.inputs[0].shape != a.shape):
+                raise _Demote(r)
+        prologue_expr = kb.expr(a, a.shape, is_root=bool(prologue))
+        prologue_reductions = tuple(kb.reductions)
+        kb.reductions = []
+        kb.operands.append(f.view_of(w))
+        weight_index = len(kb.operands) - 1
+        epilogue_expr = kb.expr(root, root.shape, is_root=True)
+        return Kernel(f"k{index}_matmul", "matmul", tuple(kb.operands), full_view(out.name, out.shape),
+                      expr=epilogue_expr, prologue=prologue_expr, reductions=prologue_reductions,
+                      attrs=(("weight", weight_index),), sources=sources)
+    if reductions:
+        domain = reductions[0].inputs[0].shape
+        for r in reductions:
+            if r.inputs[0].shape != domain:
+                raise _Demote(r)
+        if root.shape not in (domain, domain[:-1] + (1,)):
+            raise _Demote(reductions[0])
+        body = kb.expr(root, domain, is_root=True)
+        return Kernel(f"k{index}_reduction", "reduction", tuple(kb.operands), full_view(out.name, out.shape),
+                      expr=body, reductions=tuple(kb.reductions), sources=sources)
+    body = kb.expr(root, root.shape, is_root=True)
+    return Kernel(f"k{index}_pointwise", "pointwise", tuple(kb.operands), full_view(out.name, out.shape),
+                  expr=body, sources=sources)
+
+
+def _build(graph: Graph, forced: set[int]) -> Program:
+    f = _Fusion(graph, forced)
+    for n in graph.nodes:
+        if n.op == "kv_store" and (n.inputs[0].op != "input" or len(f.users[id(n.inputs[0])]) != 1):
+            raise ValueError("kv_store must update a graph input that nothing else reads")
+    kernels = []
+    for n in graph.nodes:
+        if n.op in ("input", "weight", "constant") or not f.materialized(n):
+            continue
+        if n.op == "concat":
+            kernels.extend(_concat_kernels(f, n, len(kernels)))
+        elif n.op in ANCHOR_KINDS:
+            kernels.append(_anchor_kernel(f, n, len(kernels)))
+        else:
+            kernels.append(_fused_kernel(f, n, len(kernels)))
+    outputs = tuple((name, f.buffer_of(n).name) for name, n in graph.outputs)
+    buffers = list({b.name: b for b in f.buffers.values()}.values())
+    return Program(tuple(kernels), tuple(buffers), outputs, graph.weights, graph.symbols, name=graph.name)
+
+
+def fuse_into_kernels(graph: Graph) -> Program:
+    forced: set[int] = set()
+    while True:
+        try:
+            return _build(graph, forced)
+        except _Demote as demoted:
+            if id(demoted.node) in forced:
+                raise RuntimeError(f"fusion cannot place {demoted.node!r}")
+            forced.add(id(demoted.node))

@@ -1,0 +1,45 @@
+"""Algebraic simplification: local rewrites as (pattern, rewrite) data, run to a fixpoint."""
+from __future__ import annotations
+
+from braze.ir.graph import Graph, Node, make
+from braze.passes.rewrite import Pat, X, apply_rules
+
+
+def _const(value: float):
+    return lambda n: n.op == "constant" and n.attr("value") == value
+
+
+def _same_shape_as_node(x: Node, node: Node) -> Node | None:
+    return x if x.shape == node.shape and x.dtype == node.dtype else None
+
+
+def _merge_reshapes(node, x):
+    return make("reshape", (x,), shape=node.shape) if x.shape != node.shape else x
+
+
+def _div_by_constant(node, x, c):
+    if c.attr("value") == 0:
+        return None
+    return make("mul", (x, make("constant", shape=(), dtype=c.dtype, value=1.0 / c.attr("value"))))
+
+
+SIMPLIFY_RULES = [
+    (Pat("mul", (X(), X("c", _const(1.0)))), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("mul", (X("c", _const(1.0)), X())), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("add", (X(), X("c", _const(0.0)))), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("add", (X("c", _const(0.0)), X())), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("sub", (X(), X("c", _const(0.0)))), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("div", (X(), X("c", _const(1.0)))), lambda node, x, c: _same_shape_as_node(x, node)),
+    (Pat("div", (X(), X("c", lambda n: n.op == "constant"))), _div_by_constant),
+    (Pat("neg", (Pat("neg", (X(),)),)), lambda node, x: x),
+    (Pat("reshape", (Pat("reshape", (X(),)),)), _merge_reshapes),
+    (Pat("reshape", (X(),)), lambda node, x: _same_shape_as_node(x, node)),
+    (Pat("transpose", (Pat("transpose", (X(),), where=lambda n: not n.attr("perm")),),
+         where=lambda n: not n.attr("perm")), lambda node, x: x),
+    (Pat("slice", (X(),)), lambda node, x: _same_shape_as_node(x, node)),
+    (Pat("cast", (X(),)), lambda node, x: _same_shape_as_node(x, node)),
+]
+
+
+def simplify(graph: Graph) -> Graph:
+    return apply_rules(graph, SIMPLIFY_RULES)

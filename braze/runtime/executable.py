@@ -1,0 +1,88 @@
+"""Executable: a compiled Program plus its preallocated buffers, run one step at a time.
+
+Intermediates live in one arena sized by the memory plan at the symbols' upper bounds; weights
+are laid out once; inputs and state (the KV cache) are the caller's tensors, used in place.
+"""
+from __future__ import annotations
+
+import torch
+
+from braze.errors import InvalidArgumentError
+from braze.ir.interpret import TORCH_DTYPE
+from braze.ir.kernel import Program
+from braze.ir.kernel_interpret import resolve, run_program
+from braze.passes.memory import ELEMENT_BYTES
+
+BACKENDS = ("cpp", "reference")
+
+
+class Executable:
+    def __init__(self, program: Program, backend: str = "cpp"):
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if program.plan is None:
+            raise ValueError("program has no memory plan; run it through braze.passes.pipeline.lower")
+        self.program = program
+        self.backend = backend
+        self.symbol_names = sorted(program.symbols)
+        self.arena = torch.empty(max(program.plan.arena_bytes, 1), dtype=torch.uint8)
+        self.buffers: dict[str, torch.Tensor] = {}  # name -> flat tensor (weights and temps)
+        for b in program.buffers:
+            if b.kind == "weight":
+                self.buffers[b.name] = program.weights[b.name].contiguous().view(-1)
+            elif b.kind == "temp":
+                nbytes = _numel(resolve(b.shape, program.symbols)) * ELEMENT_BYTES[b.dtype]
+                offset = program.plan.offsets[b.name]
+                self.buffers[b.name] = self.arena[offset: offset + nbytes].view(TORCH_DTYPE[b.dtype])
+        self.compiled = None
+        if backend == "cpp":
+            from braze.codegen.cpp import compile_program
+            self.compiled = compile_program(program)
+
+    def _bind(self, feeds: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        flat = dict(self.buffers)
+        symbols: dict[str, int] = {}
+        for b in self.program.buffers:
+            if b.kind not in ("input", "state"):
+                continue
+            if b.name not in feeds:
+                raise InvalidArgumentError(f"missing input {b.name!r}")
+            t = feeds[b.name]
+            if t.dtype != TORCH_DTYPE[b.dtype] or not t.is_contiguous() or t.dim() != len(b.shape):
+                raise InvalidArgumentError(f"input {b.name!r} must be a contiguous {b.dtype} tensor of shape "
+                                           f"{list(b.shape)}, got {t.dtype} {list(t.shape)}")
+            for d, actual in zip(b.shape, t.shape):
+                if isinstance(d, str):
+                    if symbols.setdefault(d, actual) != actual:
+                        raise InvalidArgumentError(f"dim {d} is {symbols[d]} in one input but {actual} in {b.name!r}")
+                    if actual > self.program.symbols[d]:
+                        raise InvalidArgumentError(f"{b.name!r} has {d}={actual}, more than the compiled "
+                                                   f"bound {self.program.symbols[d]}")
+                elif d != actual:
+                    raise InvalidArgumentError(f"input {b.name!r} has shape {list(t.shape)}, expected {list(b.shape)}")
+            flat[b.name] = t.view(-1)
+        for name in self.symbol_names:
+            symbols.setdefault(name, 0)
+        return flat, symbols
+
+    def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run one step. Returned temps are views of the arena, valid until the next run."""
+        flat, symbols = self._bind(feeds)
+        if self.compiled is not None:
+            pointers = [flat[b.name].data_ptr() for b in self.program.buffers]
+            self.compiled.run(pointers, [symbols[s] for s in self.symbol_names])
+        else:
+            run_program(self.program, flat, symbols)
+        outputs = {}
+        for name, buf in self.program.outputs:
+            b = self.program.buffer(buf)
+            shape = resolve(b.shape, symbols)
+            outputs[name] = flat[buf][: _numel(shape)].view(shape) if b.kind == "temp" else feeds[buf]
+        return outputs
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
