@@ -45,6 +45,11 @@ def embedded_model_path(name: str) -> Path:
     raise ModelNotFoundError(f"model {name!r} needs the {package} package's {filename}; install it with `{install}`")
 
 
+def _has_gguf_magic(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"GGUF"
+
+
 def load_model(name_or_path: str | Path) -> LoadedModel:
     """Load an embedded model by name, a .gguf file, or a Hugging Face checkpoint folder."""
     key = str(name_or_path)
@@ -53,7 +58,7 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
     path = Path(key).expanduser()
     if path.is_dir():
         return load_hf_folder(path)
-    if path.is_file() and path.suffix.lower() == ".gguf":
+    if path.is_file() and (path.suffix.lower() == ".gguf" or _has_gguf_magic(path)):
         return load_gguf(path)
     if path.is_file():
         raise ModelNotFoundError(f"{path} is not a .gguf file or a checkpoint folder; {NOT_FOUND_HINT}")
