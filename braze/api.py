@@ -1,0 +1,134 @@
+"""The Python API, in vLLM's shape:
+
+    llm = braze.LLM("smollm2")
+    out = llm.generate(["The capital of France is"], braze.SamplingParams(max_tokens=16, temperature=0))
+    print(out[0].text)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from braze.debug import log
+from braze.errors import InvalidArgumentError, UnsupportedArchitectureError
+from braze.frontend import load_model
+from braze.models.config import SUPPORTED_ARCHITECTURES
+from braze.models.llama import MODEL_BUILDERS
+from braze.passes.pipeline import lower
+from braze.runtime.engine import Engine
+from braze.runtime.executable import Executable
+from braze.runtime.sampling import SamplingParams
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None
+
+
+@dataclass
+class RequestOutput:
+    """One prompt's result. `.text` and `.token_ids` are the (first) completion's."""
+
+    request_id: int
+    prompt: str | None
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.outputs[0].text
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.outputs[0].token_ids
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.outputs[0].finish_reason
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+class LLM:
+    """Load a model, compile it through braze's IRs, and generate.
+
+    model: a Hugging Face checkpoint folder, a llama .gguf file, or "smollm2" (the embedded default).
+    max_model_len: the KV cache's context per sequence; max_num_seqs: sequences decoded together;
+    max_num_batched_tokens: tokens per prefill step (longer prompts are prefilled in chunks).
+    """
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", *,
+                 max_model_len: int | None = None, max_num_seqs: int = 4, max_num_batched_tokens: int = 256,
+                 backend: str = "cpp", dump_dir: str | None = None,
+                 progress: Callable[[str], None] | None = None):
+        _check_choice("device", device, DEVICES)
+        _check_choice("dtype", dtype, DTYPES)
+        if device == "cuda":
+            raise InvalidArgumentError("device='cuda' needs braze's Triton backend, which this build does not "
+                                       "have yet; use device='cpu'")
+        report = progress or (lambda step: None)
+        started = time.perf_counter()
+        report("loading weights")
+        loaded = load_model(model)
+        config = loaded.config
+        if config.architecture not in MODEL_BUILDERS:
+            raise UnsupportedArchitectureError(f"architecture {config.architecture} is not supported; supported: "
+                                               f"{', '.join(SUPPORTED_ARCHITECTURES)}")
+        self.config, self.tokenizer, self.device, self.dtype = config, loaded.tokenizer, device, dtype
+        self.max_model_len = min(max_model_len or config.max_position_embeddings, config.max_position_embeddings)
+        step_tokens = min(max_num_batched_tokens, self.max_model_len)
+        report("building the graph")
+        graph = MODEL_BUILDERS[config.architecture](config, loaded.weights, dtype, max_seqs=max_num_seqs,
+                                                    context=self.max_model_len, max_tokens=max(step_tokens, max_num_seqs))
+        del loaded
+        report("running compiler passes")
+        self.program = lower(graph, dump_dir=dump_dir)
+        del graph
+        report(f"compiling kernels ({backend})")
+        self.executable = Executable(self.program, backend=backend)
+        self.engine = Engine(self.executable, max_num_seqs, self.max_model_len, max(step_tokens, max_num_seqs),
+                             self.tokenizer.eos_token_ids, self.tokenizer.decode)
+        self.load_seconds = time.perf_counter() - started
+        log(1, f"LLM ready in {self.load_seconds:.2f}s: {len(self.program.kernels)} kernels")
+
+    def generate(self, prompts: str | list[str] | None = None,
+                 sampling_params: SamplingParams | list[SamplingParams] | None = None,
+                 prompt_token_ids: list[list[int]] | None = None,
+                 on_token: Callable[[int, int], None] | None = None) -> list[RequestOutput]:
+        """Complete each prompt (text, or token ids). on_token(request_index, token_id) streams."""
+        if prompts is None and prompt_token_ids is None:
+            raise InvalidArgumentError("generate() needs prompts or prompt_token_ids")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        texts: list[str | None] = list(prompts) if prompts is not None else [None] * len(prompt_token_ids)
+        ids = prompt_token_ids if prompt_token_ids is not None else [self.tokenizer.encode(p) for p in prompts]
+        if prompts is not None and prompt_token_ids is not None and len(prompts) != len(prompt_token_ids):
+            raise InvalidArgumentError("prompts and prompt_token_ids must have the same length")
+        params = sampling_params or SamplingParams()
+        params = list(params) if isinstance(params, list) else [params] * len(ids)
+        if len(params) != len(ids):
+            raise InvalidArgumentError(f"got {len(ids)} prompts but {len(params)} SamplingParams")
+        seqs = self.engine.generate([list(map(int, p)) for p in ids], params, on_token)
+        return [RequestOutput(s.index, texts[s.index], s.prompt,
+                              [CompletionOutput(0, s.text, s.output, s.finish_reason)]) for s in seqs]
+
+    def chat(self, messages: list[dict] | list[list[dict]], sampling_params: SamplingParams | None = None,
+             on_token: Callable[[int, int], None] | None = None) -> list[RequestOutput]:
+        """Render each conversation with the model's chat template, then generate the reply."""
+        conversations = [messages] if messages and isinstance(messages[0], dict) else messages
+        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
+        ids = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        out = self.generate(None, sampling_params, prompt_token_ids=ids, on_token=on_token)
+        for o, p in zip(out, prompts):
+            o.prompt = p
+        return out

@@ -1,0 +1,144 @@
+"""Engine: a preallocated KV cache, prefill and decode steps, batches of prompts, sampling, stops.
+
+Every step is one call of the compiled program over a flat batch of tokens: prefill packs prompt
+chunks of several sequences together (each sequence owns one cache slot), decode feeds each live
+sequence's last token. Sequences beyond the cache's slots wait for a free slot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from braze.errors import PromptTooLongError
+from braze.ir.interpret import TORCH_DTYPE
+from braze.runtime.executable import Executable
+from braze.runtime.sampling import SamplingParams, sample
+from braze.runtime.stop import find_stop
+
+
+@dataclass
+class Sequence:
+    index: int
+    prompt: list[int]
+    params: SamplingParams
+    generator: torch.Generator | None
+    output: list[int] = field(default_factory=list)
+    slot: int = -1
+    cached: int = 0  # tokens already in the KV cache
+    finish_reason: str | None = None
+    text: str | None = None  # set early when a stop string cut the output
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt + self.output
+
+
+class Engine:
+    def __init__(self, executable: Executable, num_slots: int, context: int, max_step_tokens: int,
+                 eos_token_ids: tuple[int, ...], decode: Callable[[list[int]], str]):
+        self.executable = executable
+        self.num_slots, self.context, self.max_step_tokens = num_slots, context, max_step_tokens
+        self.eos_token_ids = set(eos_token_ids)
+        self.decode = decode
+        self.caches = {b.name: torch.zeros(b.shape, dtype=TORCH_DTYPE[b.dtype])
+                       for b in executable.program.buffers if b.kind == "state"}
+
+    def check_prompt(self, prompt: list[int]) -> None:
+        if not prompt:
+            raise PromptTooLongError("the prompt is empty: give at least one token")
+        if len(prompt) >= self.context:
+            raise PromptTooLongError(
+                f"the prompt has {len(prompt)} tokens but the context window holds {self.context} "
+                f"(prompt plus at least one generated token); shorten the prompt or raise max_model_len")
+
+    def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
+        feeds = {"tokens": torch.tensor(tokens, dtype=torch.int64),
+                 "positions": torch.tensor(positions, dtype=torch.int64),
+                 "slots": torch.tensor(slots, dtype=torch.int64),
+                 "logits_index": torch.tensor(logits_index, dtype=torch.int64), **self.caches}
+        return self.executable.run(feeds)["logits"]
+
+    def _prefill(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
+        """Run prompts through the model in chunks of at most max_step_tokens; returns each
+        sequence's last-position logits."""
+        pending = [(s, s.cached) for s in seqs]
+        done = []
+        while pending:
+            tokens, positions, slots, index, owners, budget = [], [], [], [], [], self.max_step_tokens
+            while pending and budget > 0:
+                seq, start = pending.pop(0)
+                end = min(len(seq.prompt), start + budget)
+                tokens += seq.prompt[start:end]
+                positions += range(start, end)
+                slots += [seq.slot] * (end - start)
+                budget -= end - start
+                if end < len(seq.prompt):
+                    pending.insert(0, (seq, end))
+                else:
+                    index.append(len(tokens) - 1)
+                    owners.append(seq)
+                seq.cached = end
+            logits = self._step(tokens, positions, slots, index)
+            done += [(seq, logits[i].clone()) for i, seq in enumerate(owners)]
+        return done
+
+    def _accept(self, seq: Sequence, token: int) -> bool:
+        """Record a sampled token and decide whether the sequence is done; False if the token
+        ends the sequence without being part of it (EOS)."""
+        p = seq.params
+        if not p.ignore_eos and token in self.eos_token_ids:
+            seq.finish_reason = "stop"
+            return False
+        seq.output.append(token)
+        if p.stop_token_ids and token in p.stop_token_ids:
+            seq.finish_reason = "stop"
+        elif len(seq.output) >= p.max_tokens or len(seq.tokens) >= self.context:
+            seq.finish_reason = "length"
+        if p.stop_strings:
+            text = self.decode(seq.output)
+            cut = find_stop(text, p.stop_strings)
+            if cut is not None:
+                seq.finish_reason = "stop"
+                seq.text = text[:cut]
+        return True
+
+    def generate(self, prompts: list[list[int]], params: list[SamplingParams],
+                 on_token: Callable[[int, int], None] | None = None) -> list[Sequence]:
+        """Generate for every prompt; on_token(request_index, token_id) streams tokens."""
+        for prompt in prompts:
+            self.check_prompt(prompt)
+        waiting = [Sequence(i, list(p), sp, sp.generator()) for i, (p, sp) in enumerate(zip(prompts, params))]
+        running: list[Sequence] = []
+        finished: list[Sequence] = []
+        free_slots = list(range(self.num_slots))
+        while waiting or running:
+            admitted = []
+            while waiting and free_slots:
+                seq = waiting.pop(0)
+                seq.slot = free_slots.pop(0)
+                admitted.append(seq)
+            if admitted:
+                firsts = self._prefill(admitted)
+                self._sample_and_accept([s for s, _ in firsts], torch.stack([lg for _, lg in firsts]), on_token)
+                running += admitted
+            else:
+                tokens = [s.tokens[-1] for s in running]
+                positions = [len(s.tokens) - 1 for s in running]
+                logits = self._step(tokens, positions, [s.slot for s in running], list(range(len(running))))
+                self._sample_and_accept(running, logits, on_token)
+            for seq in [s for s in running if s.finish_reason]:
+                running.remove(seq)
+                free_slots.append(seq.slot)
+                finished.append(seq)
+        for seq in finished:
+            if seq.text is None:
+                seq.text = self.decode(seq.output)
+        return sorted(finished, key=lambda s: s.index)
+
+    def _sample_and_accept(self, seqs: list[Sequence], logits: torch.Tensor, on_token) -> None:
+        chosen = sample(logits, [s.params for s in seqs], [s.generator for s in seqs]).tolist()
+        for seq, token in zip(seqs, chosen):
+            if self._accept(seq, token) and on_token is not None:
+                on_token(seq.index, token)
