@@ -40,7 +40,7 @@ _CORPUS = [
     "Once upon a time there was a tiny language model that loved to count: one two three four.",
 ]
 
-# family -> (transformers config class name, config kwargs, extra saved files)
+# family -> (transformers config class name, config kwargs)
 FAMILIES: dict[str, tuple[str, dict]] = {
     "llama": ("LlamaConfig", dict(
         hidden_size=72, num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
@@ -102,8 +102,8 @@ def _spread_init(model: torch.nn.Module) -> None:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
-            elif "embed_tokens" in name:
-                p.copy_(torch.randn_like(p))
+            elif "embed_tokens" in name or "lm_head" in name:
+                p.copy_(0.4 * torch.randn_like(p))  # logit std ~ 0.4 * sqrt(hidden) ~ 3.5
             else:
                 p.copy_(torch.randn_like(p) / math.sqrt(p.shape[-1]))
 
