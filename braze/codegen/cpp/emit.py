@@ -91,21 +91,23 @@ class KernelCtx:
         except KeyError:
             raise CompilationError(f"kernel {self.kernel.name}: view of unknown buffer {view.buffer!r}") from None
 
-    def ptr(self, view: View) -> str:
-        return f"b{self.buf_index[view.buffer]}"
-
-    def pointer_decls(self) -> list[str]:
+    def buffers_used(self) -> list[str]:
+        """The kernel's buffers, output first: they become the parameters p0, p1, ..."""
         k = self.kernel
-        out_buf = k.output.buffer
-        seen, lines = set(), []
-        for v in (k.output,) + tuple(k.operands):
-            if v.buffer in seen:
-                continue
-            seen.add(v.buffer)
-            i, ct = self.buf_index[v.buffer], C_TYPE[self.dtype(v)]
-            const = "" if v.buffer == out_buf else "const "
-            lines.append(f"{const}{ct}* b{i} = ({const}{ct}*)buffers[{i}];  // {v.buffer}")
-        return lines
+        return list(dict.fromkeys(v.buffer for v in (k.output,) + tuple(k.operands)))
+
+    def ptr(self, view: View) -> str:
+        return f"p{self.buffers_used().index(view.buffer)}"
+
+    def params(self) -> list[tuple[str, str, int]]:
+        """(C parameter type, C argument expression, buffer index) per parameter."""
+        out = []
+        for j, name in enumerate(self.buffers_used()):
+            i = self.buf_index[name]
+            ct = C_TYPE[self.program.buffers[i].dtype]
+            const = "" if j == 0 else "const "
+            out.append((f"{const}{ct}*", f"({const}{ct}*)buffers[{i}]", i))
+        return out
 
     def addr(self, view: View, idx: list[str]) -> str:
         """Element index of `view` at `idx` (right-aligned: leading dom axes broadcast)."""
@@ -217,19 +219,26 @@ def emit_program(program: Program) -> str:
     sym = symbol_c_names(program)
     sym_decls = [f"const int64_t {sym[s]} = symbols[{i}]; (void){sym[s]};"
                  for i, s in enumerate(sorted(program.symbols))]
-    funcs, calls, used = [], [], set()
+    impls: dict[str, str] = {}  # body text -> implementation name (layers share one function)
+    funcs, calls = [], []
     for n, kernel in enumerate(program.kernels):
         if kernel.kind not in EMITTERS:
             raise CompilationError(f"kernel {kernel.name}: the C++ backend has no emitter for kind {kernel.kind!r}")
         fname = f"k{n}_{c_ident(kernel.name)}"
-        used.add(fname)
         ctx = KernelCtx(program, kernel, sym)
-        body = ctx.pointer_decls() + EMITTERS[kernel.kind](ctx)
-        sources = ", ".join(kernel.sources) or "-"
+        params = ctx.params()
+        body = EMITTERS[kernel.kind](ctx)
+        signature = ", ".join(f"{t} p{j}" for j, (t, _, _) in enumerate(params)) + ", const int64_t* symbols"
+        text = f"({signature}) {{\n" + "\n".join(indent(sym_decls + body)) + "\n}"
+        if text not in impls:
+            impls[text] = f"impl_{fname}"
+            funcs.append(f"// {kernel.kind} body, first used by {kernel.name}\nstatic void impl_{fname}{text}\n")
+        args = [a for _, a, _ in params] + ["symbols"]
+        names = ", ".join(f"p{j} = {program.buffers[i].name}" for j, (_, _, i) in enumerate(params))
         funcs.append("\n".join([
-            f"// {kernel.name} ({kernel.kind}); fuses: {sources}",
+            f"// {kernel.name} ({kernel.kind}); fuses: {', '.join(kernel.sources) or '-'}; {names}",
             f"static void {fname}(void** buffers, const int64_t* symbols) {{",
-            *indent(sym_decls + body), "}", ""]))
+            f"  {impls[text]}({', '.join(args)});", "}", ""]))
         calls.append(f"  {fname}(buffers, symbols);")
     header = [f"// braze: generated C++ for program {program.name!r}",
               "// buffers: " + ", ".join(f"[{i}] {b.name} {b.dtype} {list(b.shape)} ({b.kind})"

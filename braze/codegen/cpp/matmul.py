@@ -93,29 +93,56 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
 
     nred = max(1, len(k.reductions))
     boff = f" + {bview.offset}" if bview.offset else ""
+    # Every thread computes the block's prologue rows into its own scratch (cost threads/N of the
+    # matmul) so no barrier separates prologue and dots. If the output may overlap the prologue's
+    # inputs, all threads must finish reading before anyone writes: then barriers are needed.
+    alias = any(may_alias(ctx.program, out.buffer, v.buffer) for i, v in enumerate(k.operands) if i != w)
+    sync = ["#pragma omp barrier"] if alias else []
     return [
         f"const int64_t mrows = {ctx.prod(rows) if rows else '1'};",
         f"const int64_t ncols = {ctx.dim(n_dim)};",
         f"const int64_t kdim = {ctx.dim(k_dim)};",
         "if (mrows <= 0 || ncols <= 0) return;",
         f"const int64_t MBLK = std::min<int64_t>(mrows, {MB});",
-        "float* As = (float*)std::aligned_alloc(64, (size_t)((MBLK * kdim * 4 + 63) / 64 * 64 + 64));",
-        f"float red_s[{nred}][{MB}]; (void)red_s;",
         f"#pragma omp parallel if(mrows * ncols * kdim >= {PAR_MIN_WORK * 8})",
         "{",
+        "  float* As = bz_scratch((size_t)(MBLK * kdim));",
+        f"  float red_s[{nred}][{MB}]; (void)red_s;",
         "  for (int64_t m0 = 0; m0 < mrows; m0 += MBLK) {",
         "    const int64_t mb = std::min<int64_t>(MBLK, mrows - m0);",
-        "    #pragma omp for schedule(static)",
         "    for (int64_t r = 0; r < mb; ++r) {", *indent(row_body, 3), "    }",
-        "    #pragma omp for schedule(static)",
+        *indent(sync, 2),
+        f"    #pragma omp for schedule(static){'' if alias else ' nowait'}",
         f"    for (int64_t nt = 0; nt < (ncols + {NR - 1}) / {NR}; ++nt) {{",
         f"      const int64_t n0 = nt * {NR};",
         f"      const int64_t nr = std::min<int64_t>({NR}, ncols - n0);",
         f"      const auto* bp = {ctx.ptr(bview)}{boff} + n0 * {sbn};",
-        f"      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {{",
+        "      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {",
         "        const int64_t mr = std::min<int64_t>(4, mb - mi0);",
         "        const float* ap = As + mi0 * kdim;",
         f"        float c[4][{NR}];",
         *indent(tile, 4), *indent(epi, 4),
-        "      }", "    }", "  }", "}",
-        "std::free(As);"]
+        "      }", "    }", "  }", "}"]
+
+
+def may_alias(program, a: str, b: str) -> bool:
+    """Can buffers a and b share memory? Same buffer, or arena temps whose planned ranges overlap."""
+    if a == b:
+        return True
+    ba, bb = program.buffer(a), program.buffer(b)
+    if ba.kind != "temp" or bb.kind != "temp":
+        return False
+    plan = program.plan
+    if plan is None or a not in plan.offsets or b not in plan.offsets:
+        return True  # temps without a plan: assume the worst
+
+    def extent(buf):
+        n = 1
+        for d in buf.shape:
+            n *= program.symbols.get(d, 1 << 40) if isinstance(d, str) else d
+        return plan.offsets[buf.name], plan.offsets[buf.name] + n * ELEM_BYTES[buf.dtype]
+    (a0, a1), (b0, b1) = extent(ba), extent(bb)
+    return a0 < b1 and b0 < a1
+
+
+ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8}

@@ -39,6 +39,13 @@ static inline float bz_min(float a, float b) { return (a != a || a < b) ? a : b;
 static inline float bz_relu(float x) { return x < 0.0f ? 0.0f : x; }
 static inline float bz_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 static inline float bz_silu(float x) { return x / (1.0f + expf(-x)); }
+// Per-thread scratch (matmul prologue rows), grown on demand and reused across calls.
+static float* bz_scratch(size_t n) {
+  static thread_local float* p = nullptr;
+  static thread_local size_t cap = 0;
+  if (n > cap) { std::free(p); p = (float*)std::aligned_alloc(64, (n * 4 + 63) / 64 * 64); cap = n; }
+  return p;
+}
 static inline float bz_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 """
 
