@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from braze.errors import PromptTooLongError
+from braze.errors import InvalidArgumentError, PromptTooLongError
 from braze.ir.interpret import TORCH_DTYPE
 from braze.runtime.executable import Executable
 from braze.runtime.sampling import SamplingParams, sample
@@ -47,7 +47,7 @@ class Engine:
 
     def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
-            raise PromptTooLongError("the prompt is empty: give at least one token")
+            raise InvalidArgumentError("the prompt is empty: give at least one token")
         if len(prompt) >= self.context:
             raise PromptTooLongError(
                 f"the prompt has {len(prompt)} tokens but the context window holds {self.context} "

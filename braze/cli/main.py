@@ -1,0 +1,80 @@
+"""The `braze` command line: generate, compile, bench.
+
+Errors a user can act on print as one line and exit 1; BRAZE_DEBUG=1 shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from braze.debug import debug_level
+from braze.errors import BrazeError
+
+DEFAULT_MODEL = "smollm2"
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="HF checkpoint folder, .gguf file, or an embedded model name (default: smollm2)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--max-model-len", type=int, default=2048, help="KV cache context per sequence")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="braze", description="braze: an ML compiler and inference engine for LLMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text, streamed as it is produced")
+    _model_args(gen)
+    what = gen.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="text to continue")
+    what.add_argument("--chat", help="a user message, rendered with the model's chat template")
+    gen.add_argument("--system", help="a system message for --chat")
+    gen.add_argument("--max-tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--top-k", type=int, default=-1)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    gen.add_argument("--ignore-eos", action="store_true")
+
+    comp = sub.add_parser("compile", help="compile a model and print an IR level")
+    _model_args(comp)
+    comp.add_argument("--ir", default="kernel", choices=["graph", "kernel", "cpp"],
+                      help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++")
+    comp.add_argument("--dump-dir", help="write the IR after every pass into this folder")
+
+    bench = sub.add_parser("bench", help="prefill and decode tokens/s: braze vs transformers, same weights")
+    _model_args(bench)
+    bench.add_argument("--prompt-len", type=int, default=64)
+    bench.add_argument("--new-tokens", type=int, default=32)
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--json", default="bench/results/latest-cpu.json", help="where to save the results")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            from braze.cli.generate import run_generate
+            return run_generate(args)
+        if args.command == "compile":
+            from braze.cli.compile import run_compile
+            return run_compile(args)
+        from braze.cli.bench import run_bench
+        return run_bench(args)
+    except BrazeError as error:
+        if debug_level() >= 1:
+            traceback.print_exc()
+        print(f"braze: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("braze: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
