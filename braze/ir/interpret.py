@@ -10,13 +10,13 @@ from braze.ir.graph import Graph, Node
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
                "int32": torch.int32, "int64": torch.int64}
 
-_UNARY = {
+UNARY_FUNCTIONS = {
     "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
     "reciprocal": torch.reciprocal, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
     "relu": torch.relu, "gelu": F.gelu, "cos": torch.cos, "sin": torch.sin, "abs": torch.abs,
     "square": torch.square,
 }
-_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+BINARY_FUNCTIONS = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
            "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
 
 
@@ -68,10 +68,10 @@ def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inpla
         return torch.tensor(a["value"], dtype=TORCH_DTYPE[node.dtype])
     if op == "cast":
         return args[0].to(TORCH_DTYPE[a["dtype"]])
-    if op in _UNARY:
-        return _UNARY[op](args[0])
-    if op in _BINARY:
-        return _BINARY[op](args[0], args[1])
+    if op in UNARY_FUNCTIONS:
+        return UNARY_FUNCTIONS[op](args[0])
+    if op in BINARY_FUNCTIONS:
+        return BINARY_FUNCTIONS[op](args[0], args[1])
     if op == "sum":
         return args[0].sum(dim=-1, keepdim=True)
     if op == "max":

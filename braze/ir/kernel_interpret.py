@@ -5,18 +5,10 @@ Used to check the fuser (Graph IR interpreter == Kernel IR interpreter) separate
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from braze.ir.interpret import TORCH_DTYPE, attention_reference, rope_reference
+from braze.ir.interpret import (BINARY_FUNCTIONS, TORCH_DTYPE, UNARY_FUNCTIONS, attention_reference,
+                                rope_reference)
 from braze.ir.kernel import Expr, Kernel, Program, View
-
-_UNARY = {"neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
-          "reciprocal": torch.reciprocal, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
-          "relu": torch.relu, "gelu": F.gelu, "cos": torch.cos, "sin": torch.sin, "abs": torch.abs,
-          "square": torch.square}
-_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-           "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
-
 
 def resolve(shape, symbols) -> tuple[int, ...]:
     return tuple(symbols[d] if isinstance(d, str) else d for d in shape)
@@ -40,10 +32,10 @@ def eval_expr(root: Expr, k: Kernel, flat, symbols, reds=(), acc=None) -> torch.
             r = reds[e.value]
         elif e.op == "cast":
             r = values[id(e.args[0])].to(TORCH_DTYPE[e.value]).float()
-        elif e.op in _UNARY:
-            r = _UNARY[e.op](values[id(e.args[0])])
+        elif e.op in UNARY_FUNCTIONS:
+            r = UNARY_FUNCTIONS[e.op](values[id(e.args[0])])
         else:
-            r = _BINARY[e.op](values[id(e.args[0])], values[id(e.args[1])])
+            r = BINARY_FUNCTIONS[e.op](values[id(e.args[0])], values[id(e.args[1])])
         values[id(e)] = r
     return values[id(root)]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from braze.debug import log
 from braze.errors import InvalidArgumentError
 from braze.ir.interpret import TORCH_DTYPE
 from braze.ir.kernel import Program
@@ -38,6 +39,8 @@ class Executable:
         if backend == "cpp":
             from braze.codegen.cpp import compile_program
             self.compiled = compile_program(program)
+            log(1, f"C++ program {'from cache' if self.compiled.cache_hit else 'compiled'}: {self.compiled.source_path}")
+            log(3, self.compiled.source)
 
     def _bind(self, feeds: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
         flat = dict(self.buffers)

@@ -92,3 +92,18 @@ def test_sampling_is_seeded_and_stop_strings_cut(smollm2):
     stop = full.strip().split()[1]  # a word the greedy continuation is known to contain
     cut = smollm2.generate("The capital of France is", braze.SamplingParams(max_tokens=16, temperature=0, stop=[stop]))[0]
     assert stop not in cut.text and full.startswith(cut.text) and cut.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_teacher_forced_top1_agreement(dtype, tiny_checkpoints):
+    path = tiny_checkpoints["qwen2"]
+    llm = braze.LLM(str(path), dtype=dtype, max_model_len=128, max_num_seqs=1)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype)).eval()
+    ids = llm.tokenizer.encode("Hello there, this is a test of the emergency broadcast system " * 2)
+    with torch.inference_mode():
+        expected = ref(torch.tensor([ids])).logits[0].float().argmax(-1)
+    logits = llm.engine._step(ids, list(range(len(ids))), [0] * len(ids), [len(ids) - 1])
+    assert logits.dtype == torch.float32
+    agree = sum(int(llm.engine._step(ids[:t], list(range(t)), [0] * t, [t - 1])[0].argmax() == expected[t - 1])
+                for t in range(1, len(ids) + 1))
+    assert agree / len(ids) >= 0.95
