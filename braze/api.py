@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from braze.debug import log
 from braze.errors import InvalidArgumentError, UnsupportedArchitectureError
 from braze.frontend import load_model
@@ -17,7 +19,7 @@ from braze.models.config import SUPPORTED_ARCHITECTURES
 from braze.models.llama import MODEL_BUILDERS
 from braze.passes.pipeline import lower
 from braze.runtime.engine import Engine
-from braze.runtime.executable import Executable
+from braze.runtime.executable import DEFAULT_BACKEND, Executable
 from braze.runtime.sampling import SamplingParams
 
 DEVICES = ("cpu", "cuda")
@@ -54,6 +56,11 @@ class RequestOutput:
         return self.outputs[0].finish_reason
 
 
+def default_device() -> str:
+    """The GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
@@ -63,19 +70,23 @@ class LLM:
     """Load a model, compile it through braze's IRs, and generate.
 
     model: a Hugging Face checkpoint folder, a llama .gguf file, or "smollm2" (the embedded default).
+    device: "cuda" (Triton kernels, CUDA graphs for decode) or "cpu" (C++/OpenMP); default: the GPU
+    when there is one. enforce_eager=True launches decode kernels one by one instead of a graph.
     max_model_len: the KV cache's context per sequence; max_num_seqs: sequences decoded together;
     max_num_batched_tokens: tokens per prefill step (longer prompts are prefilled in chunks).
     """
 
-    def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", *,
+    def __init__(self, model: str, device: str | None = None, dtype: str = "float32", *,
                  max_model_len: int | None = None, max_num_seqs: int = 4, max_num_batched_tokens: int = 256,
-                 backend: str = "cpp", dump_dir: str | None = None,
+                 backend: str | None = None, enforce_eager: bool = False, dump_dir: str | None = None,
                  progress: Callable[[str], None] | None = None):
+        device = device or default_device()
         _check_choice("device", device, DEVICES)
         _check_choice("dtype", dtype, DTYPES)
-        if device == "cuda":
-            raise InvalidArgumentError("device='cuda' needs braze's Triton backend, which this build does not "
-                                       "have yet; use device='cpu'")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InvalidArgumentError("device='cuda' asked for, but torch sees no CUDA GPU; use device='cpu'")
+        backend = backend or DEFAULT_BACKEND[device]
+        cuda_graphs = device == "cuda" and backend == "triton" and not enforce_eager
         report = progress or (lambda step: None)
         started = time.perf_counter()
         report("loading weights")
@@ -88,16 +99,21 @@ class LLM:
         self.max_model_len = min(max_model_len or config.max_position_embeddings, config.max_position_embeddings)
         step_tokens = min(max_num_batched_tokens, self.max_model_len)
         report("building the graph")
-        graph = MODEL_BUILDERS[config.architecture](config, loaded.weights, dtype, max_seqs=max_num_seqs,
-                                                    context=self.max_model_len, max_tokens=max(step_tokens, max_num_seqs))
+        slots = max_num_seqs + (1 if cuda_graphs else 0)  # a spare slot absorbs CUDA-graph padding rows
+        graph = MODEL_BUILDERS[config.architecture](config, loaded.weights, dtype, max_seqs=slots,
+                                                    context=self.max_model_len,
+                                                    max_tokens=max(step_tokens, slots), device=device)
         del loaded
         report("running compiler passes")
         self.program = lower(graph, dump_dir=dump_dir)
         del graph
         report(f"compiling kernels ({backend})")
-        self.executable = Executable(self.program, backend=backend)
+        self.executable = Executable(self.program, backend=backend, device=device)
         self.engine = Engine(self.executable, max_num_seqs, self.max_model_len, max(step_tokens, max_num_seqs),
-                             self.tokenizer.eos_token_ids, self.tokenizer.decode)
+                             self.tokenizer.eos_token_ids, self.tokenizer.decode, cuda_graphs=cuda_graphs)
+        if cuda_graphs:
+            report("capturing CUDA graphs")
+            self.engine.graphs.capture_all()
         self.load_seconds = time.perf_counter() - started
         log(1, f"LLM ready in {self.load_seconds:.2f}s: {len(self.program.kernels)} kernels")
 

@@ -81,8 +81,8 @@ def run_llm_bench(model: str, device: str = "cpu", dtype: str = "float32", promp
     braze_full = _median_seconds(braze_run(new_tokens + 1), repeats)
 
     say("loading the transformers reference")
-    ref = load_reference(model, dtype)
-    ids = torch.tensor([prompt])
+    ref = load_reference(model, dtype).to(device)
+    ids = torch.tensor([prompt], device=device)
 
     def hf_run(n):
         def run():

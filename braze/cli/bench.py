@@ -6,8 +6,16 @@ from rich.table import Table
 
 from braze.bench.llm_bench import run_llm_bench, save
 
+DEFAULT_JSON = "bench/results/latest-cpu.json"
+
 
 def run_bench(args) -> int:
+    from braze.api import default_device
+    args.device = args.device or default_device()
+    if args.suite == "models":
+        from braze.bench.suite import run_models_suite
+        run_models_suite(device=args.device, out=args.json if args.json != DEFAULT_JSON else "bench/results/latest-cuda.json")
+        return 0
     console = Console(stderr=True)
     result = run_llm_bench(args.model, args.device, args.dtype, args.prompt_len, args.new_tokens, args.repeats,
                            max_model_len=min(args.max_model_len, 1024),

@@ -17,7 +17,7 @@ DEFAULT_MODEL = "smollm2"
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="HF checkpoint folder, .gguf file, or an embedded model name (default: smollm2)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when a GPU is present")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--max-model-len", type=int, default=2048, help="KV cache context per sequence")
 
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--new-tokens", type=int, default=32)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--json", default="bench/results/latest-cpu.json", help="where to save the results")
+    bench.add_argument("--suite", default="model", choices=["model", "models"],
+                       help="model: --model against transformers; models: the GPU suite of real-config models "
+                            "against PyTorch eager, torch.compile and transformers")
     return parser
 
 

@@ -7,7 +7,7 @@ import re
 from braze.ir.graph import Graph, Node, make
 from braze.ir.ops import LONG_DTYPE
 
-_LINE = re.compile(r"^(%[\w.]+)\s*=\s*(\w+)\((.*?)\)\s*(\{.*\})?\s*:\s*(\w+)\[(.*)\]$")
+_LINE = re.compile(r"^(%[^\s=,()]+)\s*=\s*(\w+)\((.*?)\)\s*(\{.*\})?\s*:\s*(\w+)\[(.*)\]$")
 
 
 def _split_top(text: str) -> list[str]:

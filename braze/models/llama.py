@@ -24,10 +24,12 @@ def cache_shape(config: ModelConfig, max_seqs: int, context: int) -> tuple[int, 
 
 
 def build_llama(config: ModelConfig, weights: dict[str, torch.Tensor], dtype: str = "float32",
-                max_seqs: int = 8, context: int = 512, max_tokens: int = 512) -> Graph:
+                max_seqs: int = 8, context: int = 512, max_tokens: int = 512, device: str = "cpu") -> Graph:
+    """max_seqs: KV cache slots; context: cache rows per slot; max_tokens: tokens per step (bound
+    of T). Weights are cast (and moved to `device`, where constant folding then runs) once."""
     c = config
     b = GraphBuilder(symbols={"T": max_tokens, "N": max_seqs}, name=c.architecture)
-    cast = lambda t: t.to(TORCH_DTYPES[dtype])  # noqa: E731
+    cast = lambda t: t.to(device=device, dtype=TORCH_DTYPES[dtype])  # noqa: E731
     W = lambda name: b.weight(name, cast(weights[name]))  # noqa: E731
     D, H, Hkv = c.head_dim, c.num_heads, c.num_kv_heads
 

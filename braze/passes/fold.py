@@ -31,6 +31,7 @@ def _size(node: Node) -> int:
 
 def fold_constants(graph: Graph) -> Graph:
     weights = dict(graph.weights)
+    weight_nodes = {n.attr("name"): n for n in graph.nodes if n.op == "weight"}  # one node per name
 
     def visit(node: Node, inputs: tuple[Node, ...]) -> Node:
         node = rebuild(node, inputs)
@@ -49,7 +50,9 @@ def fold_constants(graph: Graph) -> Graph:
         while name in weights and not (weights[name].shape == value.shape and weights[name].equal(value)):
             name += "'"
         weights[name] = value.contiguous()
-        return make("weight", shape=node.shape, dtype=node.dtype, name=name)
+        if name not in weight_nodes:
+            weight_nodes[name] = make("weight", shape=node.shape, dtype=node.dtype, name=name)
+        return weight_nodes[name]
 
     folded = transform(graph, visit, weights)
     used = {n.attr("name") for n in folded.nodes if n.op == "weight"}

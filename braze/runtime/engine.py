@@ -37,13 +37,18 @@ class Sequence:
 
 class Engine:
     def __init__(self, executable: Executable, num_slots: int, context: int, max_step_tokens: int,
-                 eos_token_ids: tuple[int, ...], decode: Callable[[list[int]], str]):
+                 eos_token_ids: tuple[int, ...], decode: Callable[[list[int]], str], cuda_graphs: bool = False):
         self.executable = executable
+        self.device = executable.device
         self.num_slots, self.context, self.max_step_tokens = num_slots, context, max_step_tokens
         self.eos_token_ids = set(eos_token_ids)
         self.decode = decode
-        self.caches = {b.name: torch.zeros(b.shape, dtype=TORCH_DTYPE[b.dtype])
+        self.caches = {b.name: torch.zeros(b.shape, dtype=TORCH_DTYPE[b.dtype], device=self.device)
                        for b in executable.program.buffers if b.kind == "state"}
+        self.graphs = None
+        if cuda_graphs:  # the cache's last slot takes the padding rows of partial batches
+            from braze.runtime.cuda_graphs import DecodeGraphs
+            self.graphs = DecodeGraphs(executable, self.caches, num_slots, pad_slot=num_slots)
 
     def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
@@ -54,10 +59,9 @@ class Engine:
                 f"(prompt plus at least one generated token); shorten the prompt or raise max_model_len")
 
     def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
-        feeds = {"tokens": torch.tensor(tokens, dtype=torch.int64),
-                 "positions": torch.tensor(positions, dtype=torch.int64),
-                 "slots": torch.tensor(slots, dtype=torch.int64),
-                 "logits_index": torch.tensor(logits_index, dtype=torch.int64), **self.caches}
+        step = torch.tensor([tokens, positions, slots], dtype=torch.int64).to(self.device)
+        feeds = {"tokens": step[0], "positions": step[1], "slots": step[2],
+                 "logits_index": torch.tensor(logits_index, dtype=torch.int64).to(self.device), **self.caches}
         return self.executable.run(feeds)["logits"]
 
     def _prefill(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
@@ -126,7 +130,9 @@ class Engine:
             else:
                 tokens = [s.tokens[-1] for s in running]
                 positions = [len(s.tokens) - 1 for s in running]
-                logits = self._step(tokens, positions, [s.slot for s in running], list(range(len(running))))
+                slots = [s.slot for s in running]
+                logits = self.graphs.run(tokens, positions, slots) if self.graphs else \
+                    self._step(tokens, positions, slots, list(range(len(running))))
                 self._sample_and_accept(running, logits, on_token)
             for seq in [s for s in running if s.finish_reason]:
                 running.remove(seq)

@@ -5,6 +5,8 @@ are laid out once; inputs and state (the KV cache) are the caller's tensors, use
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from braze.debug import log
@@ -14,23 +16,28 @@ from braze.ir.kernel import Program
 from braze.ir.kernel_interpret import resolve, run_program
 from braze.passes.memory import ELEMENT_BYTES
 
-BACKENDS = ("cpp", "reference")
+BACKENDS = ("cpp", "triton", "reference")
+DEFAULT_BACKEND = {"cpu": "cpp", "cuda": "triton"}
 
 
 class Executable:
-    def __init__(self, program: Program, backend: str = "cpp"):
+    def __init__(self, program: Program, backend: str = "cpp", device: str = "cpu"):
         if backend not in BACKENDS:
             raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's CPU interpreter, for tests
+        if (backend == "cpp" and device != "cpu") or (backend == "triton" and device != "cuda" and not interpreted):
+            raise InvalidArgumentError(f"backend {backend!r} does not run on device {device!r}")
         if program.plan is None:
             raise ValueError("program has no memory plan; run it through braze.passes.pipeline.lower")
         self.program = program
         self.backend = backend
+        self.device = torch.device(device)
         self.symbol_names = sorted(program.symbols)
-        self.arena = torch.empty(max(program.plan.arena_bytes, 1), dtype=torch.uint8)
+        self.arena = torch.empty(max(program.plan.arena_bytes, 1), dtype=torch.uint8, device=self.device)
         self.buffers: dict[str, torch.Tensor] = {}  # name -> flat tensor (weights and temps)
         for b in program.buffers:
             if b.kind == "weight":
-                self.buffers[b.name] = program.weights[b.name].contiguous().view(-1)
+                self.buffers[b.name] = program.weights[b.name].to(self.device).contiguous().view(-1)
             elif b.kind == "temp":
                 nbytes = _numel(resolve(b.shape, program.symbols)) * ELEMENT_BYTES[b.dtype]
                 offset = program.plan.offsets[b.name]
@@ -40,6 +47,11 @@ class Executable:
             from braze.codegen.cpp import compile_program
             self.compiled = compile_program(program)
             log(1, f"C++ program {'from cache' if self.compiled.cache_hit else 'compiled'}: {self.compiled.source_path}")
+            log(3, self.compiled.source)
+        elif backend == "triton":
+            from braze.codegen.triton import compile_program as compile_triton
+            self.compiled = compile_triton(program)
+            log(1, f"Triton program {'from cache' if self.compiled.cache_hit else 'generated'}: {self.compiled.path}")
             log(3, self.compiled.source)
 
     def _bind(self, feeds: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
@@ -51,9 +63,11 @@ class Executable:
             if b.name not in feeds:
                 raise InvalidArgumentError(f"missing input {b.name!r}")
             t = feeds[b.name]
-            if t.dtype != TORCH_DTYPE[b.dtype] or not t.is_contiguous() or t.dim() != len(b.shape):
+            if t.dtype != TORCH_DTYPE[b.dtype] or not t.is_contiguous() or t.dim() != len(b.shape) \
+                    or t.device.type != self.device.type:
                 raise InvalidArgumentError(f"input {b.name!r} must be a contiguous {b.dtype} tensor of shape "
-                                           f"{list(b.shape)}, got {t.dtype} {list(t.shape)}")
+                                           f"{list(b.shape)} on {self.device}, got {t.dtype} {list(t.shape)} "
+                                           f"on {t.device}")
             for d, actual in zip(b.shape, t.shape):
                 if isinstance(d, str):
                     if symbols.setdefault(d, actual) != actual:
@@ -71,9 +85,11 @@ class Executable:
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Run one step. Returned temps are views of the arena, valid until the next run."""
         flat, symbols = self._bind(feeds)
-        if self.compiled is not None:
+        if self.backend == "cpp":
             pointers = [flat[b.name].data_ptr() for b in self.program.buffers]
             self.compiled.run(pointers, [symbols[s] for s in self.symbol_names])
+        elif self.backend == "triton":
+            self.compiled.run([flat[b.name] for b in self.program.buffers], symbols)
         else:
             run_program(self.program, flat, symbols)
         outputs = {}
