@@ -18,6 +18,9 @@ from braze.runtime.sampling import SamplingParams, sample
 from braze.runtime.stop import find_stop
 
 
+GREEDY_CHUNK = 8  # greedy decode steps replayed back to back between host checks
+
+
 @dataclass
 class Sequence:
     index: int
@@ -131,9 +134,13 @@ class Engine:
                 tokens = [s.tokens[-1] for s in running]
                 positions = [len(s.tokens) - 1 for s in running]
                 slots = [s.slot for s in running]
-                logits = self.graphs.run(tokens, positions, slots) if self.graphs else \
-                    self._step(tokens, positions, slots, list(range(len(running))))
-                self._sample_and_accept(running, logits, on_token)
+                steps = self._greedy_chunk(running, waiting)
+                if steps > 1:
+                    self._accept_chunk(running, self.graphs.run_greedy(tokens, positions, slots, steps), on_token)
+                else:
+                    logits = self.graphs.run(tokens, positions, slots) if self.graphs else \
+                        self._step(tokens, positions, slots, list(range(len(running))))
+                    self._sample_and_accept(running, logits, on_token)
             for seq in [s for s in running if s.finish_reason]:
                 running.remove(seq)
                 free_slots.append(seq.slot)
@@ -142,6 +149,22 @@ class Engine:
             if seq.text is None:
                 seq.text = self.decode(seq.output)
         return sorted(finished, key=lambda s: s.index)
+
+    def _greedy_chunk(self, running: list[Sequence], waiting: list[Sequence]) -> int:
+        """How many greedy steps to run before looking at the tokens (1 = step by step). Tokens a
+        sequence makes after its stop are dropped, so the results equal step-by-step decoding."""
+        if not self.graphs or waiting or not all(s.params.greedy for s in running):
+            return 1
+        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running)
+        return max(1, min(GREEDY_CHUNK, left))
+
+    def _accept_chunk(self, seqs: list[Sequence], chunks: list[list[int]], on_token) -> None:
+        for seq, chunk in zip(seqs, chunks):
+            for token in chunk:
+                if seq.finish_reason:
+                    break
+                if self._accept(seq, token) and on_token is not None:
+                    on_token(seq.index, token)
 
     def _sample_and_accept(self, seqs: list[Sequence], logits: torch.Tensor, on_token) -> None:
         chosen = sample(logits, [s.params for s in seqs], [s.generator for s in seqs]).tolist()
