@@ -96,7 +96,8 @@ class Executable:
         for name, buf in self.program.outputs:
             b = self.program.buffer(buf)
             shape = resolve(b.shape, symbols)
-            outputs[name] = flat[buf][: _numel(shape)].view(shape) if b.kind == "temp" else feeds[buf]
+            # temps are views of the arena; a weight output (folded at compile time) is its constant
+            outputs[name] = flat[buf][: _numel(shape)].view(shape) if b.kind in ("temp", "weight") else feeds[buf]
         return outputs
 
 
