@@ -13,6 +13,7 @@ demotes the offending node to a buffer and fusion runs again.
 """
 from __future__ import annotations
 
+from braze.errors import GraphVerificationError
 from braze.ir.graph import Graph, Node
 from braze.ir.kernel import Buffer, Expr, Kernel, Program, View
 from braze.ir.ops import POINTWISE_OPS, REDUCTION_OPS, VIEW_OPS
@@ -238,6 +239,8 @@ def fuse_into_kernels(graph: Graph) -> Program:
     while True:
         try:
             return _build(graph, forced)
+        except NotAView as e:
+            raise GraphVerificationError(f"the fuser cannot lay out this graph's buffers: {e}") from e
         except _Demote as demoted:
             if id(demoted.node) in forced:
                 raise RuntimeError(f"fusion cannot place {demoted.node!r}")
