@@ -1,11 +1,15 @@
-"""Triton emitters for the memory-bound kinds: pointwise (and, below, reduction, gather, rope,
-kv_store)."""
+"""Triton emitters for the memory-bound kinds: pointwise, reduction, gather, rope, kv_store.
+
+Every size but the symbolic ones (T, N: runtime arguments, never specialized on) is a constant in
+the source, so one compiled kernel serves every step; a launcher skips a step with nothing to do.
+"""
 from __future__ import annotations
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
 from braze.codegen.triton.module import EmitContext, EmittedKernel
-from braze.ir.kernel import Kernel
+from braze.errors import CompilationError
+from braze.ir.kernel import Kernel, View
 
 
 def _dtype_of(ctx: EmitContext, buffer: str) -> str:
@@ -37,4 +41,226 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
               f"    grid = (triton.cdiv(ROWS, {block_r}), triton.cdiv(COLS, {block_c}))\n"
               f"    KERNEL[grid]({operands + ', ' if operands else ''}{ctx.buf(k.output.buffer)}, ROWS, COLS, "
               f"BR={block_r}, BC={block_c})\n")
+    return EmittedKernel("\n".join(lines) + "\n", launch)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+MAX_ROW_BLOCK = 16384  # a reduction row wider than this is folded in column chunks of CHUNK
+CHUNK = 4096
+
+
+def _jit_header(args: list[str], runtime: str) -> list[str]:
+    # the runtime size (ROWS, T, N) must not be specialized on (== 1, multiple of 16): one binary per kernel
+    return [f"@triton.jit(do_not_specialize=[{runtime!r}])", f"def KERNEL({', '.join(args)}):"]
+
+
+def _const_dim(k: Kernel, d, what: str) -> int:
+    if not isinstance(d, int):
+        raise CompilationError(f"kernel {k.name}: {what} must be a compile-time size, got {d!r}")
+    return d
+
+
+def _index_load(ptr: str, v: View, index: str, mask: str) -> str:
+    """Load one int64 index per element of `index` from a 1-d view (e.g. positions[t])."""
+    return f"tl.load({ptr} + {_addr(v, index)}, mask={mask}, other=0).to(tl.int64)"
+
+
+def _addr(v: View, *indices: str) -> str:
+    """offset + sum(index * stride) of a view, one index expression per dim (None: index 0)."""
+    terms = [str(v.offset)] if v.offset else []
+    for index, stride in zip(indices, v.strides):
+        if index is not None and stride:
+            index = f"({index})" if " " in index and stride != 1 else index
+            terms.append(index if stride == 1 else f"{index} * {stride}")
+    return " + ".join(terms) if terms else "0"
+
+
+def _warps(elements: int) -> int:
+    return 4 if elements <= 4096 else 8
+
+
+def _launch(count: str, grid: str, args: list[str], consts: dict[str, int], warps: int) -> str:
+    """Launcher body: skip an empty step, else one launch (count is the runtime size checked)."""
+    kw = "".join(f", {n}={v}" for n, v in consts.items())
+    return (f"    if {count} == 0:\n        return\n"
+            f"    KERNEL[{grid}]({', '.join(args)}{kw}, num_warps={warps})\n")
+
+
+# ---------------------------------------------------------------- reduction
+
+
+def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    """One program per BR rows; each red_j is a [BR, 1] block folded over the row's columns."""
+    if not k.operands:
+        raise CompilationError(f"kernel {k.name}: reduction without operands")
+    domain = tuple(k.operands[0].shape)
+    cols = _const_dim(k, domain[-1], "the reduced axis")
+    full = tuple(k.output.shape) == domain
+    if not full and tuple(k.output.shape) != domain[:-1] + (1,):
+        raise CompilationError(f"kernel {k.name}: output {list(k.output.shape)} is neither {list(domain)} "
+                               f"nor one value per row")
+    chunked = cols > MAX_ROW_BLOCK
+    block_c = CHUNK if chunked else next_pow2(cols)
+    block_r = max(1, 4096 // block_c)
+    split, row_names = split_rows(domain, "rows64")
+    args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS", "BR: tl.constexpr", "BC: tl.constexpr"]
+    lines = _jit_header(args, "ROWS") + [
+        "    rows = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]",
+        "    row_mask = rows < ROWS",
+        "    rows64 = rows.to(tl.int64)"] + split
+    if not chunked:
+        lines += ["    cols = tl.arange(0, BC)[None, :]", f"    mask = row_mask & (cols < {cols})"]
+
+    def load_row(i: int) -> str:  # operand i over the block's columns
+        return f"tl.load(in{i} + {view_offsets(k.operands[i], row_names)}, mask=mask, other=0.0).to(tl.float32)"
+
+    body_indent = "        " if chunked else "    "
+    emitter = ExprEmitter(load_row, indent=body_indent)
+
+    def chunk_loop() -> None:  # open a loop over column chunks (loads from a previous loop are stale)
+        lines.append(f"    for c0 in range(0, {cols}, BC):")
+        lines.append("        cols = c0 + tl.arange(0, BC)[None, :]")
+        lines.append(f"        mask = row_mask & (cols < {cols})")
+        emitter.forget_loads()
+
+    def emit(root, rowreds) -> str:
+        start = len(emitter.lines)
+        value = emitter.emit(root, rowreds=rowreds)
+        lines.extend(emitter.lines[start:])
+        return value
+
+    reds: list[str] = []
+    for j, (op, body) in enumerate(k.reductions):
+        if op not in ("sum", "max"):
+            raise CompilationError(f"kernel {k.name}: unsupported reduction {op!r}")
+        name, neutral = f"red{j}", ("0.0" if op == "sum" else "float('-inf')")
+        fold = "tl.sum" if op == "sum" else "tl.max"
+        if chunked:
+            lines.append(f"    {name} = tl.full([BR, 1], {neutral}, tl.float32)")
+            chunk_loop()
+        lines.append(f"{body_indent}# {name} = {op} over the row")
+        value = emit(body, reds)
+        folded = f"{fold}(tl.where(mask, {value}, {neutral}), axis=1)[:, None]"
+        if not chunked:
+            lines.append(f"    {name} = {folded}")
+        elif op == "sum":
+            lines.append(f"        {name} += {folded}")
+        else:
+            lines.append(f"        {name} = tl.maximum({name}, {folded})")
+        reds.append(name)
+    out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
+    if k.expr is not None and full:
+        if chunked:
+            chunk_loop()
+        lines.append(f"{body_indent}# output over the row")
+        value = emit(k.expr, reds)
+        lines.append(f"{body_indent}value = ({value}) + tl.zeros([BR, BC], tl.float32)")
+        lines.append(f"{body_indent}tl.store(out + {view_offsets(k.output, row_names)}, value.to({out_dtype}), "
+                     f"mask=mask)")
+    elif k.expr is not None:  # one value per row: the expression at column 0
+        emitter.forget_loads()
+        emitter.indent = "    "
+        emitter.load = lambda i: (f"tl.load(in{i} + {view_offsets(k.operands[i], row_names, None)}, "
+                                  f"mask=row_mask, other=0.0).to(tl.float32)")
+        lines.append("    # output, one value per row")
+        value = emit(k.expr, reds)
+        lines.append(f"    value = ({value}) + tl.zeros([BR, 1], tl.float32)")
+        lines.append(f"    tl.store(out + {view_offsets(k.output, row_names, None)}, value.to({out_dtype}), "
+                     f"mask=row_mask)")
+    operands = [ctx.buf(v.buffer) for v in k.operands] + [ctx.buf(k.output.buffer), "ROWS"]
+    launch = f"    ROWS = {ctx.numel(domain[:-1])}\n" + _launch(
+        "ROWS", f"(triton.cdiv(ROWS, {block_r}),)", operands, {"BR": block_r, "BC": block_c},
+        _warps(block_r * block_c))
+    return EmittedKernel("\n".join(lines) + "\n", launch)
+
+
+# ---------------------------------------------------------------- gather
+
+
+def emit_gather(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    """output[i, :] = table[idx[i], :]: one program per (block of rows, block of columns)."""
+    table, idx = k.operands[0], k.operands[1]
+    n, cols = k.output.shape
+    cols = _const_dim(k, cols, "the gathered row width")
+    block_c = min(next_pow2(cols), 1024)
+    block_r = max(1, 2048 // block_c)
+    out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
+    lines = _jit_header(["table", "idx", "out", "N", "BR: tl.constexpr", "BC: tl.constexpr"], "N") + [
+        "    rows = (tl.program_id(0) * BR + tl.arange(0, BR)[:, None]).to(tl.int64)",
+        "    cols = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]",
+        "    row_mask = rows < N",
+        f"    mask = row_mask & (cols < {cols})",
+        f"    src = {_index_load('idx', idx, 'rows', 'row_mask')}",
+        f"    value = tl.load(table + {_addr(table, 'src', 'cols')}, mask=mask, other=0.0)",
+        f"    tl.store(out + {_addr(k.output, 'rows', 'cols')}, value.to({out_dtype}), mask=mask)"]
+    args = [ctx.buf(table.buffer), ctx.buf(idx.buffer), ctx.buf(k.output.buffer), "N"]
+    grid = f"(triton.cdiv(N, {block_r}), {-(-cols // block_c)})"
+    launch = f"    N = {ctx.dim(n)}\n" + _launch("N", grid, args, {"BR": block_r, "BC": block_c},
+                                               _warps(block_r * block_c))
+    return EmittedKernel("\n".join(lines) + "\n", launch)
+
+
+# ---------------------------------------------------------------- rope
+
+
+def emit_rope(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    """Rotate-half RoPE: one program per (block of tokens, head), the head's two halves as blocks."""
+    x, pos, cos, sin = k.operands[:4]
+    head_dim = int(k.attr("head_dim"))
+    half = head_dim // 2
+    t, width = x.shape
+    width = _const_dim(k, width, "the rope width")
+    if width % head_dim or head_dim % 2:
+        raise CompilationError(f"kernel {k.name}: rope width {width} is not a multiple of head_dim {head_dim}")
+    block_d = next_pow2(half)
+    block_t = max(1, min(16, 1024 // block_d))
+    out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
+    lo, hi = f"head * {head_dim} + j", f"head * {head_dim} + {half} + j"
+    lines = _jit_header(["x", "positions", "cos", "sin", "out", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
+        "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
+        "    head = tl.program_id(1)",
+        "    j = tl.arange(0, BD)[None, :]",
+        "    tok_mask = tok < T",
+        f"    mask = tok_mask & (j < {half})",
+        f"    p = {_index_load('positions', pos, 'tok', 'tok_mask')}",
+        f"    c = tl.load(cos + {_addr(cos, 'p', 'j')}, mask=mask, other=0.0).to(tl.float32)",
+        f"    s = tl.load(sin + {_addr(sin, 'p', 'j')}, mask=mask, other=0.0).to(tl.float32)",
+        f"    lo = tl.load(x + {_addr(x, 'tok', lo)}, mask=mask, other=0.0).to(tl.float32)",
+        f"    hi = tl.load(x + {_addr(x, 'tok', hi)}, mask=mask, other=0.0).to(tl.float32)",
+        f"    tl.store(out + {_addr(k.output, 'tok', lo)}, (lo * c - hi * s).to({out_dtype}), mask=mask)",
+        f"    tl.store(out + {_addr(k.output, 'tok', hi)}, (hi * c + lo * s).to({out_dtype}), mask=mask)"]
+    args = [ctx.buf(v.buffer) for v in (x, pos, cos, sin, k.output)] + ["T"]
+    launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {width // head_dim})", args,
+                                               {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
+    return EmittedKernel("\n".join(lines) + "\n", launch)
+
+
+# ---------------------------------------------------------------- kv_store
+
+
+def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    """cache[slots[t], h, positions[t], :] = x[t, h*D:(h+1)*D]: one program per (block of tokens, kv head)."""
+    ops = k.operands[1:] if len(k.operands) == 4 else k.operands  # (cache,) x, slots, positions
+    x, slots, pos = ops[:3]
+    cache = k.output
+    _, kv_heads, _, head_dim = (_const_dim(k, d, "a cache dim") for d in cache.shape)
+    t = x.shape[0]
+    block_d = next_pow2(head_dim)
+    block_t = max(1, min(16, 2048 // block_d))
+    out_dtype = TRITON_DTYPE[_dtype_of(ctx, cache.buffer)]
+    col = f"head * {head_dim} + d"
+    lines = _jit_header(["x", "slots", "positions", "cache", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
+        "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
+        "    head = tl.program_id(1)",
+        "    d = tl.arange(0, BD)[None, :]",
+        "    tok_mask = tok < T",
+        f"    mask = tok_mask & (d < {head_dim})",
+        f"    slot = {_index_load('slots', slots, 'tok', 'tok_mask')}",
+        f"    p = {_index_load('positions', pos, 'tok', 'tok_mask')}",
+        f"    value = tl.load(x + {_addr(x, 'tok', col)}, mask=mask, other=0.0)",
+        f"    tl.store(cache + {_addr(cache, 'slot', 'head', 'p', 'd')}, value.to({out_dtype}), mask=mask)"]
+    args = [ctx.buf(v.buffer) for v in (x, slots, pos, cache)] + ["T"]
+    launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {kv_heads})", args,
+                                               {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
     return EmittedKernel("\n".join(lines) + "\n", launch)
