@@ -23,7 +23,7 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     block_r = max(1, 2048 // block_c)
     split, row_names = split_rows(domain, "rows64")
     args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS", "COLS", "BR: tl.constexpr", "BC: tl.constexpr"]
-    lines = ["@triton.jit", f"def KERNEL({', '.join(args)}):",
+    lines = ["@triton.jit(do_not_specialize=[\"ROWS\", \"COLS\"])", f"def KERNEL({', '.join(args)}):",
              "    rows = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]",
              "    cols = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]",
              "    mask = (rows < ROWS) & (cols < COLS)",
