@@ -1,0 +1,400 @@
+"""The matmul kind in Triton: a weight-streaming GEMV for decode and a tl.dot GEMM for prefill.
+
+Kernel IR matmul: dom [M, N] (M = the product of the output's leading dims, usually the symbol T
+or N, a runtime value), B = operands[attrs.weight] viewed [N, K]; A[m, k] = prologue(m, k) with
+row reductions over k computed first (RMSNorm), output[m, n] = expr(m, n) with acc = A @ B^T.
+
+Two @triton.jit functions per kernel, picked by the launcher from the runtime M (no recompile per
+M; each (function, constexpr config) compiles once):
+
+  KERNEL (GEMV, M <= GEMV_MAX_M)  grid (cdiv(N, BLOCK_N), SPLIT_K). Every program holds all M rows
+      (BLOCK_M = 1, or M padded to 16) and streams BLOCK_N rows of the weight over its K range in
+      BLOCK_K chunks (16-byte vector loads, no masks when K % BLOCK_K == 0; rows past N are
+      clamped, not masked). A is tiny: each program recomputes the row reductions (one pass over
+      the M x K prologue inputs, L2-resident) and the prologue per chunk. BLOCK_M == 1 accumulates
+      a [BLOCK_N, BLOCK_K] float32 tile elementwise and reduces it once at the end; BLOCK_M == 16
+      uses tl.dot (tensor cores do the little compute there is). SPLIT_K > 1 writes float32
+      partials to a workspace [SPLIT_K, M, N] and KERNEL_splitk sums them and applies the epilogue.
+  KERNEL_gemm (M > GEMV_MAX_M)  1-d grid of BLOCK_M x BLOCK_N tiles in GROUP_M-grouped order; a
+      first loop over K computes the row reductions of the tile's rows, the main loop computes the
+      A tile by the prologue, casts it to the weight dtype and accumulates tl.dot in float32
+      (float32 weights: input_precision="ieee", so results match float32 references).
+
+The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
+dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
+constexpr when static (they are for weights). Tunables come from `matmul_config` (one call per M
+bucket at emit time; an autotuner can replace it).
+
+If the output may overlap a non-weight operand (in-place `x = x + W @ rms(x)`), programs of
+other N blocks would read rows already overwritten: the launcher then snapshots those operands
+(a clone of the flat buffer) before the launch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
+from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
+from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.errors import CompilationError
+from braze.ir.kernel import Expr, Kernel
+
+GEMV_MAX_M = 16  # M up to this runs the weight-streaming GEMV
+M_BUCKETS = (1, 16, 64, 0)  # launcher buckets: M == 1, M <= 16, M <= 64, larger (0)
+NUM_SMS = 132  # H100 SXM; only used to size grids (split-K) in the heuristic
+ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class MatmulConfig:
+    """Launch parameters of one M bucket. variant: "gemv" (KERNEL) or "gemm" (KERNEL_gemm)."""
+
+    variant: str
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int = 4
+    num_stages: int = 3
+    split_k: int = 1
+    group_m: int = 8
+
+
+def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_SMS) -> MatmulConfig:
+    """Heuristic tile choice for M bucket (1, 16, 64 or 0 = larger), B [n, k] of `dtype`.
+
+    Decode streams the weight: tiles of ~8K weight elements per iteration (16-byte loads, 4 warps),
+    BLOCK_N small enough for >= 2 programs per SM, split-K when N alone cannot fill the machine.
+    Prefill: 128x128x64 bf16/f16 tiles (8 warps, 3 stages), smaller for small M, 64x64x32 float32.
+    """
+    esize = ELEM_BYTES.get(dtype, 4)
+    kp2 = next_pow2(max(k, 16))
+    if m_bucket in (1, 16):
+        if m_bucket == 1:
+            top = 512 if esize == 2 else 256
+            # the widest chunk that divides K (no masks), else the widest (masked tail)
+            block_k = next((b for b in (top, top // 2, top // 4) if k % b == 0), top)
+            block_k = min(block_k, kp2)
+            block_n = 16 if n >= 8192 else 8
+            block_n = max(1, min(block_n, 8192 // block_k))
+            block_m, warps, stages = 1, 4, 3
+        else:
+            block_k = min(256 if esize == 2 else 128, max(kp2, 16))
+            block_n = 64 if n >= 16384 else 32 if n >= 8192 else 16
+            block_m, warps, stages = 16, 4, 4
+        programs = -(-n // block_n)
+        split = 1
+        # split K only when N cannot fill the machine and every split keeps >= 2 full chunks
+        while programs * split < num_sms and k % (block_k * split * 2) == 0 and k // (split * 2) >= 2 * block_k:
+            split *= 2
+        return MatmulConfig("gemv", block_m, block_n, block_k, warps, stages, split)
+    if esize == 4:
+        return MatmulConfig("gemm", 32 if m_bucket == 64 else 64, 64, min(32, kp2), 4, 2)
+    if m_bucket == 64:
+        return MatmulConfig("gemm", 64, 64 if n < 8192 else 128, min(128, kp2), 4, 4)
+    return MatmulConfig("gemm", 128, 128, min(64, kp2), 8, 3)
+
+
+def _full(value: str, shape: str) -> str:
+    """value as a full block: a literal (constant expression) becomes tl.full, a block broadcasts."""
+    try:
+        float(value)
+    except ValueError:
+        return f"tl.broadcast_to({value}, {shape})"
+    return f"tl.full({shape}, {value}, tl.float32)"
+
+
+def _weight_index(kernel: Kernel) -> int:
+    w = kernel.attr("weight")
+    return len(kernel.operands) - 1 if w is None else int(w)
+
+
+def _uses_rowred(e: Expr | None) -> bool:
+    return e is not None and any(x.op == "rowred" for x in e.walk())
+
+
+class _Gen:
+    """Source generation shared by the GEMV and GEMM functions of one matmul kernel."""
+
+    def __init__(self, k: Kernel, ctx: EmitContext):
+        self.k, self.ctx = k, ctx
+        self.w = _weight_index(k)
+        bview = k.operands[self.w]
+        if len(bview.shape) != 2:
+            raise CompilationError(f"kernel {k.name}: matmul weight view must be [N, K], got {bview}")
+        self.bview = bview
+        self.n_dim, self.k_dim = bview.shape
+        out = k.output
+        if out.shape[-1] != self.n_dim:
+            raise CompilationError(f"kernel {k.name}: output {list(out.shape)} does not end in N={self.n_dim}")
+        self.rows_shape = tuple(out.shape[:-1])
+        self.prologue = k.prologue if k.prologue is not None else \
+            Expr("load", value=next(i for i in range(len(k.operands)) if i != self.w))
+        self.epilogue = k.expr if k.expr is not None else Expr("acc")
+        self.wdtype = ctx.program.buffer(bview.buffer).dtype
+        self.odtype = ctx.program.buffer(out.buffer).dtype
+        self.args = [f"in{i}" for i in range(len(k.operands))]
+
+    # -- pieces -------------------------------------------------------------------------------
+    def rows_setup(self, rows_expr: str) -> list[str]:
+        """rows [BM, 1] (real) and the per-dim indices of the clamped rows (for loads)."""
+        lines = [f"    rows = {rows_expr}",
+                 "    rows64 = tl.minimum(rows, M - 1).to(tl.int64)"]
+        split, self.row_names = split_rows(self.rows_shape + (self.n_dim,), "rows64")
+        if not self.rows_shape:  # a 1-d output: one row
+            self.row_names = []
+        return lines + split
+
+    def a_pointers(self) -> list[str]:
+        """Base pointers [BM, 1] of every prologue/reduction operand (row part of the offset)."""
+        used = set()
+        for e in [self.prologue] + [body for _, body in self.k.reductions]:
+            used |= {x.value for x in e.walk() if x.op == "load"}
+        self.a_used = sorted(used)
+        return [f"    ap{i} = in{i} + ({view_offsets(self.k.operands[i], self.row_names, cols=None)})"
+                for i in self.a_used]
+
+    def _a_load(self, masked: bool):
+        def load(i: int) -> str:
+            sk = self.k.operands[i].strides[-1]
+            col = "kk" if sk == 1 else f"kk * {sk}" if sk else "0"
+            mask = ", mask=kmask, other=0.0" if masked else ""
+            return f"tl.load(ap{i} + {col}{mask}).to(tl.float32)"
+        return load
+
+    def kloop_head(self, indent: str, lo: str, hi: str, masked: bool) -> list[str]:
+        return [f"{indent}for k0 in range({lo}, {hi}, BLOCK_K):",
+                f"{indent}    kk = tl.max_contiguous(tl.multiple_of(k0 + tl.arange(0, BLOCK_K), BLOCK_K), BLOCK_K)[None, :]"] \
+            + ([f"{indent}    kmask = kk < K"] if masked else [])
+
+    def reductions(self, em: ExprEmitter) -> list[str]:
+        """One pass over K per reduction (a later one may read an earlier one); red{j} [BM, 1]."""
+        lines, reds = [], []
+        for j, (op, body) in enumerate(self.k.reductions):
+            init = "0.0" if op == "sum" else "float('-inf')"
+            lines.append(f"    red{j} = tl.full([BLOCK_M, 1], {init}, tl.float32)")
+            lines.append("    if EVEN_K:")
+            for masked in (False, True):
+                if masked:
+                    lines.append("    else:")
+                ind = "        "
+                lines += self.kloop_head(ind, "0", "K", masked)
+                em.indent, em.load = ind + "    ", self._a_load(masked)
+                em.forget_loads()
+                em.lines = []
+                v = em.emit(body, rowreds=reds)
+                lines += em.lines
+                if masked:
+                    v = f"tl.where(kmask, {v}, {init})"
+                fold = "tl.sum" if op == "sum" else "tl.max"
+                comb = f"red{j} + " if op == "sum" else f"tl.maximum(red{j}, "
+                close = "" if op == "sum" else ")"
+                lines.append(f"{ind}    red{j} = {comb}{fold}({_full(v, '(BLOCK_M, BLOCK_K)')}, axis=1)[:, None]{close}")
+            reds.append(f"red{j}")
+        self.reds = reds
+        return lines
+
+    def b_pointer(self) -> str:
+        sbn = self.bview.strides[0]
+        off = f" + {self.bview.offset}" if self.bview.offset else ""
+        return f"    bp = in{self.w}{off} + tl.minimum(cols, N - 1).to(tl.int64)[:, None] * {sbn}"
+
+    def main_loop(self, em: ExprEmitter, lo: str, hi: str, update: dict[bool, str]) -> list[str]:
+        """The K loop: A chunk by the prologue, B chunk [BN, BK], `update` accumulates."""
+        sbk = self.bview.strides[1]
+        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
+        lines = ["    if EVEN_K:"]
+        for masked in (False, True):
+            if masked:
+                lines.append("    else:")
+            ind = "        "
+            lines += self.kloop_head(ind, lo, hi, masked)
+            em.indent, em.load = ind + "    ", self._a_load(masked)
+            em.forget_loads()
+            em.lines = []
+            a = em.emit(self.prologue, rowreds=self.reds)
+            lines += em.lines
+            if masked:
+                lines.append(f"{ind}    a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)")
+                lines.append(f"{ind}    b = tl.load(bp + {bcol}, mask=kmask, other=0.0)")
+            else:
+                lines.append(f"{ind}    a = {_full(a, '(BLOCK_M, BLOCK_K)')}")
+                lines.append(f"{ind}    b = tl.load(bp + {bcol})")
+            lines += [f"{ind}    {u}" for u in update[masked].split("\n")]
+        return lines
+
+    def dot(self) -> str:
+        prec = ', input_precision="ieee"' if self.wdtype == "float32" else ""
+        return f"tl.dot(a.to(b.dtype), tl.trans(b){prec})"
+
+    def epilogue_store(self, em: ExprEmitter, acc: str, indent: str = "    ") -> list[str]:
+        k = self.k
+        lines = [f"{indent}omask = (rows < M) & (cols[None, :] < N)",
+                 f"{indent}cols_ld = tl.minimum(cols, N - 1)[None, :]"]
+
+        def load(i: int) -> str:
+            return f"tl.load(in{i} + {view_offsets(k.operands[i], self.row_names, 'cols_ld')}).to(tl.float32)"
+        em.indent, em.load = indent, load
+        em.forget_loads()
+        em.lines = []
+        value = em.emit(self.epilogue, acc=acc, rowreds=getattr(self, "reds", []))
+        lines += em.lines
+        # the store uses the real (unclamped) rows: rebuild the row indices from them
+        split, names = split_rows(self.rows_shape + (self.n_dim,), "rows_st", indent)
+        if not self.rows_shape:
+            names = []
+        lines.append(f"{indent}rows_st = rows.to(tl.int64)")
+        lines += split
+        lines.append(f"{indent}value = {_full(value, '(BLOCK_M, BLOCK_N)')}")
+        out_off = view_offsets(k.output, names, "cols[None, :]")
+        lines.append(f"{indent}tl.store(out + {out_off}, value.to({TRITON_DTYPE[self.odtype]}), mask=omask)")
+        return lines
+
+    # -- functions ----------------------------------------------------------------------------
+    def sizes(self) -> str:
+        n_c = ": tl.constexpr" if isinstance(self.n_dim, int) else ""
+        k_c = ": tl.constexpr" if isinstance(self.k_dim, int) else ""
+        return f"M, N{n_c}, K{k_c}"
+
+    def gemv(self) -> str:
+        em = ExprEmitter(lambda i: "", "    ")
+        head = ["@triton.jit",
+                f"def KERNEL({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
+                "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_CHUNK: tl.constexpr, SPLIT_K: tl.constexpr, "
+                "EVEN_K: tl.constexpr):",
+                "    pid_n = tl.program_id(0)",
+                "    pid_k = tl.program_id(1)"]
+        body = self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers() + self.reductions(em)
+        body += ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
+                 "    if BLOCK_M == 1:",
+                 "        acc2 = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)",
+                 "    else:",
+                 "        acc2 = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)",
+                 "    k_lo = pid_k * K_CHUNK"]
+        update = ("if BLOCK_M == 1:\n    acc2 += a * b.to(tl.float32)\n"
+                  f"else:\n    acc2 += {self.dot()}")
+        body += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update})
+        body += ["    if BLOCK_M == 1:",
+                 "        acc = tl.sum(acc2, axis=1)[None, :]",
+                 "    else:",
+                 "        acc = acc2",
+                 "    if SPLIT_K > 1:",
+                 "        wmask = (rows < M) & (cols[None, :] < N)",
+                 "        tl.store(ws + pid_k * M * N + rows * N + cols[None, :], acc, mask=wmask)",
+                 "    else:"]
+        body += self.epilogue_store(em, "acc", "        ")
+        return "\n".join(head + body) + "\n"
+
+    def splitk(self) -> str:
+        em = ExprEmitter(lambda i: "", "    ")
+        head = ["@triton.jit",
+                f"def KERNEL_splitk({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
+                "BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):",
+                "    pid_n = tl.program_id(0)"]
+        body = self.rows_setup("tl.arange(0, BLOCK_M)[:, None]")
+        body += ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
+                 "    wmask = (rows < M) & (cols[None, :] < N)",
+                 "    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)",
+                 "    for s in range(SPLIT_K):",
+                 "        acc += tl.load(ws + s * M * N + rows * N + cols[None, :], mask=wmask, other=0.0)"]
+        body += self.epilogue_store(em, "acc")
+        return "\n".join(head + body) + "\n"
+
+    def gemm(self) -> str:
+        em = ExprEmitter(lambda i: "", "    ")
+        head = ["@triton.jit",
+                f"def KERNEL_gemm({', '.join(self.args)}, out, {self.sizes()}, BLOCK_M: tl.constexpr, "
+                "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):",
+                "    pid = tl.program_id(0)",
+                "    num_pid_m = tl.cdiv(M, BLOCK_M)",
+                "    num_pid_n = tl.cdiv(N, BLOCK_N)",
+                "    num_pid_in_group = GROUP_M * num_pid_n",
+                "    group_id = pid // num_pid_in_group",
+                "    first_pid_m = group_id * GROUP_M",
+                "    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)",
+                "    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)",
+                "    pid_n = (pid % num_pid_in_group) // group_size_m"]
+        body = self.rows_setup("pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
+        body += self.reductions(em)
+        body += ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
+                 "    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)"]
+        update = f"acc += {self.dot()}"
+        body += self.main_loop(em, "0", "K", {False: update, True: update})
+        body += self.epilogue_store(em, "acc")
+        return "\n".join(head + body) + "\n"
+
+
+def _may_alias(program, a: str, b: str) -> bool:
+    from braze.codegen.cpp.matmul import may_alias
+    return may_alias(program, a, b)
+
+
+WORKSPACE_HELPER = '''_braze_matmul_ws = {}
+
+
+def _braze_matmul_workspace(device, numel):
+    """float32 split-K partials, one growing buffer per device (allocated on first use: run a
+    warm-up step before capturing CUDA graphs)."""
+    ws = _braze_matmul_ws.get(device)
+    if ws is None or ws.numel() < numel:
+        ws = _braze_matmul_ws[device] = torch.empty(max(numel, 1 << 16), dtype=torch.float32, device=device)
+    return ws
+'''
+
+
+def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    g = _Gen(k, ctx)
+    n_int = g.n_dim if isinstance(g.n_dim, int) else 4096
+    k_int = g.k_dim if isinstance(g.k_dim, int) else 4096
+    configs = {mb: matmul_config(mb, n_int, k_int, g.wdtype) for mb in M_BUCKETS}
+    if _uses_rowred(g.epilogue):  # the split-K epilogue kernel has no row reductions
+        configs = {mb: (MatmulConfig(c.variant, c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, 1,
+                                     c.group_m)) for mb, c in configs.items()}
+    src = g.gemv() + "\n\n" + g.gemm()
+    if any(c.split_k > 1 for c in configs.values()):
+        src += "\n\n" + g.splitk()
+
+    # launcher
+    launch = [f"    M = {ctx.numel(g.rows_shape)}", f"    N = {ctx.dim(g.n_dim)}", f"    K = {ctx.dim(g.k_dim)}",
+              "    if M == 0 or N == 0:", "        return"]
+    operands = [ctx.buf(v.buffer) for v in k.operands]
+    for i, v in enumerate(k.operands):
+        if i != g.w and _may_alias(ctx.program, k.output.buffer, v.buffer):
+            launch.append(f"    a{i} = {ctx.buf(v.buffer)}.clone()  # the output may overlap this operand")
+            operands[i] = f"a{i}"
+    out = ctx.buf(k.output.buffer)
+    args = ", ".join(operands + [out])
+
+    def cond(mb: int, first: bool) -> str:
+        kw = "if" if first else "elif"
+        if mb == 1:
+            return f"    {kw} M == 1:"
+        return f"    {kw} M <= {mb}:" if mb else "    else:"
+
+    for idx, mb in enumerate(M_BUCKETS):
+        c = configs[mb]
+        launch.append(cond(mb, idx == 0))
+        tune = f"num_warps={c.num_warps}, num_stages={c.num_stages}"
+        if c.variant == "gemv":
+            if c.block_m != 1 and c.block_m < (mb or GEMV_MAX_M):
+                raise CompilationError(f"kernel {k.name}: GEMV BLOCK_M {c.block_m} below bucket {mb}")
+            launch += [f"        k_chunk = triton.cdiv(triton.cdiv(K, {c.split_k}), {c.block_k}) * {c.block_k}",
+                       f"        even_k = K % {c.block_k} == 0 and K % k_chunk == 0",
+                       f"        split = triton.cdiv(K, k_chunk) if K else 1"]
+            if c.split_k > 1:
+                launch += ["        if split > 1:",
+                           f"            ws = _braze_matmul_workspace({out}.device, split * M * N)",
+                           f"            KERNEL[(triton.cdiv(N, {c.block_n}), split)]({args}, ws, M, N, K, "
+                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
+                           f"SPLIT_K=split, EVEN_K=even_k, {tune})",
+                           f"            KERNEL_splitk[(triton.cdiv(N, 64),)]({args}, ws, M, N, K, "
+                           f"BLOCK_M={c.block_m if c.block_m > 1 else 1}, BLOCK_N=64, SPLIT_K=split, num_warps=4)",
+                           "            return"]
+            launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
+                          f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
+                          f"SPLIT_K=1, EVEN_K=even_k, {tune})")
+        else:
+            launch.append(f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)")
+            launch.append(f"        KERNEL_gemm[grid]({args}, M, N, K, BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, "
+                          f"BLOCK_K={c.block_k}, GROUP_M={c.group_m}, EVEN_K=K % {c.block_k} == 0, {tune})")
+    helpers = [WORKSPACE_HELPER] if any(c.split_k > 1 for c in configs.values()) else []
+    return EmittedKernel(src, "\n".join(launch) + "\n", helpers)
