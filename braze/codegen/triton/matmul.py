@@ -250,6 +250,11 @@ class _Gen:
         return lines
 
     # -- functions ----------------------------------------------------------------------------
+    def jit(self) -> str:
+        """Runtime sizes are not specialized on (no recompiles when M crosses 1 or multiples of 16)."""
+        names = ["M"] + [d for d, v in (("N", self.n_dim), ("K", self.k_dim)) if not isinstance(v, int)]
+        return f"@triton.jit(do_not_specialize=[{', '.join(repr(n) for n in names)}])"
+
     def sizes(self) -> str:
         n_c = ": tl.constexpr" if isinstance(self.n_dim, int) else ""
         k_c = ": tl.constexpr" if isinstance(self.k_dim, int) else ""
@@ -257,7 +262,7 @@ class _Gen:
 
     def gemv(self) -> str:
         em = ExprEmitter(lambda i: "", "    ")
-        head = ["@triton.jit",
+        head = [self.jit(),
                 f"def KERNEL({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
                 "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_CHUNK: tl.constexpr, SPLIT_K: tl.constexpr, "
                 "EVEN_K: tl.constexpr):",
@@ -286,7 +291,7 @@ class _Gen:
 
     def splitk(self) -> str:
         em = ExprEmitter(lambda i: "", "    ")
-        head = ["@triton.jit",
+        head = [self.jit(),
                 f"def KERNEL_splitk({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
                 "BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr):",
                 "    pid_n = tl.program_id(0)"]
@@ -301,7 +306,7 @@ class _Gen:
 
     def gemm(self) -> str:
         em = ExprEmitter(lambda i: "", "    ")
-        head = ["@triton.jit",
+        head = [self.jit(),
                 f"def KERNEL_gemm({', '.join(self.args)}, out, {self.sizes()}, BLOCK_M: tl.constexpr, "
                 "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):",
                 "    pid = tl.program_id(0)",
