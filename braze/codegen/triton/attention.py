@@ -1,0 +1,296 @@
+"""Triton attention over the paged-by-slot KV cache: flash attention (prefill) and split-KV
+flash-decoding (decode), chosen at launch time by the number of tokens this step.
+
+Semantics (braze/ir/interpret.py attention_reference): output[t] = softmax(q[t] K^T * scale) V
+over cache rows 0..positions[t] (inclusive) of slot slots[t]; head h reads kv head h // (H/Hkv).
+The cache was written by kv_store before, so these kernels only read it.
+
+The kernels are fixed library functions (module-level helpers shared by every attention kernel of
+the program); the layout of each operand (offsets and element strides of its View) reaches them as
+constexpr arguments, so a strided q (a column slice of a fused qkv) costs nothing.
+
+Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H). A tile of BM consecutive tokens loops over
+the distinct slots among its rows (one pass in the common case of a run of one sequence's
+tokens; a tile straddling two packed prompts takes one pass per slot, rows of other slots masked
+out). Each pass streams K/V rows 0..max position of the pass's rows in BN chunks: chunks wholly
+below every row's position run without masks, the rest with the causal mask col <= pos[row].
+Online softmax in float32 with exp2 (scores pre-scaled by scale * log2 e); QK^T and PV are tl.dot
+in the cache dtype (float32 with input_precision="ieee").
+
+Decode (T <= DECODE_MAX_T): grid (T, Hkv, splits). A program takes the G = H/Hkv query heads of
+one kv head as one [GP, DP] tile (K/V read once per group) and one split of the token's context:
+the token's n = pos + 1 rows are cut into `splits` runtime-sized chunks (multiples of BN), so a
+short context does little work. Partials (normalised output and log2-sum-exp) go to a scratch
+buffer allocated once per shape (CUDA-graph safe); a second kernel, grid (T, H), combines them.
+"""
+from __future__ import annotations
+
+from braze.codegen.triton.exprs import TRITON_DTYPE
+from braze.codegen.triton.indexing import next_pow2
+from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.errors import CompilationError
+from braze.ir.kernel import Kernel
+
+LOG2E = 1.4426950408889634
+
+# Tuning knobs (read when the program is emitted; they are baked into its source).
+DECODE_MAX_T = 16          # T at or below this takes the split-KV decode path
+DECODE_BN = 64             # cache rows per inner step of a decode program
+DECODE_WARPS, DECODE_STAGES = 4, 2
+DECODE_MIN_ROWS_PER_SPLIT = 128   # bounds the number of splits by the cache length
+DECODE_PROGRAMS_PER_SM = 2        # splits are chosen so T * Hkv * splits ~ this * SM count
+DECODE_MAX_SPLITS = 64
+PREFILL_BM, PREFILL_BN = 64, 64
+PREFILL_WARPS, PREFILL_STAGES = 4, 3  # 128x64 with 8 warps spills ~260 B (ptxas, sm_90a)
+
+HELPERS = '''
+_BRAZE_ATTN_SCRATCH = {}
+_BRAZE_SM_COUNT = {}
+
+
+def _braze_attn_scratch(device, rows, heads, nsp, dp):
+    """Split-KV partials, allocated once per shape and reused (so CUDA-graph capture is safe)."""
+    key = (str(device), rows, heads, nsp, dp)
+    buf = _BRAZE_ATTN_SCRATCH.get(key)
+    if buf is None:
+        buf = (torch.empty((rows, heads, nsp, dp), dtype=torch.float32, device=device),
+               torch.empty((rows, heads, nsp), dtype=torch.float32, device=device))
+        _BRAZE_ATTN_SCRATCH[key] = buf
+    return buf
+
+
+def _braze_sm_count(device):
+    key = str(device)
+    n = _BRAZE_SM_COUNT.get(key)
+    if n is None:
+        n = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+        _BRAZE_SM_COUNT[key] = n
+    return n
+
+
+@triton.jit
+def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
+                      K_S2: tl.constexpr, K_S3: tl.constexpr, V_S2: tl.constexpr, V_S3: tl.constexpr,
+                      qk_scale, D: tl.constexpr, DP: tl.constexpr, BN: tl.constexpr,
+                      MASKED: tl.constexpr, FP32: tl.constexpr):
+    """Online-softmax over cache rows [start, stop) (rows >= hi are out of range); with MASKED,
+    row r of the tile sees columns <= rpos[r] only."""
+    d = tl.arange(0, DP)
+    dmask = d < D
+    for s0 in range(start, stop, BN):
+        cols = s0 + tl.arange(0, BN)
+        kptr = kbase + cols[None, :] * K_S2 + d[:, None] * K_S3
+        if MASKED:
+            cmask = cols < hi
+            if D == DP:
+                kt = tl.load(kptr, mask=cmask[None, :], other=0.0)
+            else:
+                kt = tl.load(kptr, mask=dmask[:, None] & cmask[None, :], other=0.0)
+        else:
+            if D == DP:  # no mask at all: keeps the loads vectorised
+                kt = tl.load(kptr)
+            else:
+                kt = tl.load(kptr, mask=dmask[:, None], other=0.0)
+        if FP32:
+            qk = tl.dot(q, kt, input_precision="ieee")
+        else:
+            qk = tl.dot(q, kt)
+        qk = qk * qk_scale
+        if MASKED:
+            qk = tl.where(cols[None, :] <= rpos[:, None], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        vptr = vbase + cols[:, None] * V_S2 + d[None, :] * V_S3
+        if MASKED:
+            if D == DP:
+                v = tl.load(vptr, mask=cmask[:, None], other=0.0)
+            else:
+                v = tl.load(vptr, mask=cmask[:, None] & dmask[None, :], other=0.0)
+        else:
+            if D == DP:
+                v = tl.load(vptr)
+            else:
+                v = tl.load(vptr, mask=dmask[None, :], other=0.0)
+        if FP32:
+            acc += tl.dot(p, v, input_precision="ieee")
+        else:
+            acc += tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
+                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
+                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
+                        K_S2: tl.constexpr, K_S3: tl.constexpr,
+                        V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
+                        V_S2: tl.constexpr, V_S3: tl.constexpr,
+                        O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
+                        SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
+                        GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+                        BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
+    h = tl.program_id(1)
+    kvh = h // GROUP
+    rows = tl.program_id(0) * BM + tl.arange(0, BM)
+    rmask = rows < T
+    d = tl.arange(0, DP)
+    dmask = d < D
+    slot = tl.load(SLOTS + SL_OFF + rows * SL_ST, mask=rmask, other=0).to(tl.int64)
+    pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
+    pos = tl.minimum(pos, C - 1)
+    q = tl.load(Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + (h * D + d)[None, :] * Q_SC,
+                mask=rmask[:, None] & dmask[None, :], other=0.0)
+    q = q.to(K.dtype.element_ty)
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, DP], tl.float32)
+    big = 0x3FFFFFFFFFFFFFFF
+    cur = tl.min(tl.where(rmask, slot, big), 0)
+    last = tl.max(tl.where(rmask, slot, -1), 0)
+    while cur <= last:  # one pass per distinct slot among the tile's rows (usually one)
+        sel = rmask & (slot == cur)
+        rpos = tl.where(sel, pos, -1)
+        hi = (tl.max(rpos, 0) + 1).to(tl.int32)
+        uniform = tl.min(tl.where(rmask, sel.to(tl.int32), 1), 0) == 1
+        pmin = tl.min(tl.where(sel, pos, big), 0).to(tl.int32)
+        full = tl.where(uniform, ((pmin + 1) // BN) * BN, 0)  # chunks below every row's position
+        kbase = K + K_OFF + cur * K_S0 + kvh * K_S1
+        vbase = V + V_OFF + cur * V_S0 + kvh * V_S1
+        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, 0, full, hi,
+                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32)
+        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
+                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32)
+        cur = tl.min(tl.where(rmask & (slot > cur), slot, big), 0)
+    out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
+    tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + (h * D + d)[None, :] * O_SC,
+             out.to(O.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])
+
+
+@triton.jit
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, C, NS, qk_scale,
+                       Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
+                       K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
+                       K_S2: tl.constexpr, K_S3: tl.constexpr,
+                       V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
+                       V_S2: tl.constexpr, V_S3: tl.constexpr,
+                       SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
+                       H: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, D: tl.constexpr,
+                       DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
+    t = tl.program_id(0)
+    kvh = tl.program_id(1)
+    sp = tl.program_id(2)
+    slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+    n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+    per = tl.cdiv(tl.cdiv(n, NS), BN) * BN
+    lo = sp * per
+    hi = tl.minimum(lo + per, n)
+    g = tl.arange(0, GP)
+    gmask = g < GROUP
+    heads = kvh * GROUP + g
+    d = tl.arange(0, DP)
+    dmask = d < D
+    q = tl.load(Q + Q_OFF + t.to(tl.int64) * Q_ST + (heads[:, None] * D + d[None, :]) * Q_SC,
+                mask=gmask[:, None] & dmask[None, :], other=0.0)
+    q = q.to(K.dtype.element_ty)
+    m_i = tl.full([GP], -1.0e30, tl.float32)
+    l_i = tl.zeros([GP], tl.float32)
+    acc = tl.zeros([GP, DP], tl.float32)
+    kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
+    vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
+    rpos = tl.zeros([GP], tl.int32) + (hi - 1)  # every row in [lo, hi) is visible to the token
+    full = lo + tl.maximum(hi - lo, 0) // BN * BN  # whole BN chunks run unmasked, the tail masked
+    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
+                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32)
+    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
+                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32)
+    nonempty = l_i > 0.0
+    lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+    out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+    row = (t * H + heads) * NSP + sp
+    tl.store(PL + row, lse, mask=gmask)
+    tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
+
+
+@triton.jit
+def _braze_attn_combine(PO, PL, O, NS, O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
+                        H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr):
+    t = tl.program_id(0)
+    h = tl.program_id(1)
+    s = tl.arange(0, NSP)
+    smask = s < NS
+    d = tl.arange(0, DP)
+    dmask = d < D
+    row = (t * H + h) * NSP + s
+    lse = tl.load(PL + row, mask=smask, other=float("-inf"))
+    w = tl.math.exp2(lse - tl.max(lse, 0))
+    w = tl.where(smask, w, 0.0)
+    o = tl.load(PO + row[:, None] * DP + d[None, :], mask=smask[:, None] & dmask[None, :], other=0.0)
+    out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
+    tl.store(O + O_OFF + t.to(tl.int64) * O_ST + (h * D + d) * O_SC, out.to(O.dtype.element_ty), mask=dmask)
+'''
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    q, kc, vc, slots, pos = k.operands[:5]
+    out = k.output
+    h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
+    if h % hkv:
+        raise CompilationError(f"kernel {k.name}: {h} heads are not a multiple of {hkv} kv heads")
+    group = h // hkv
+    cache_dtype = ctx.program.buffer(kc.buffer).dtype
+    if cache_dtype not in ("float32", "float16", "bfloat16"):
+        raise CompilationError(f"kernel {k.name}: attention over a {cache_dtype} cache")
+    if ctx.program.buffer(vc.buffer).dtype != cache_dtype:
+        raise CompilationError(f"kernel {k.name}: k and v caches differ in dtype")
+    fp32 = cache_dtype == "float32"
+    dp = max(16, next_pow2(d))
+    gp = max(16, next_pow2(group))
+    tdim, cdim = q.shape[0], kc.shape[2]
+    t_bound = tdim if isinstance(tdim, int) else int(ctx.program.symbols[tdim])
+    c_bound = cdim if isinstance(cdim, int) else int(ctx.program.symbols[cdim])
+    ns_max = max(1, min(DECODE_MAX_SPLITS, _cdiv(c_bound, DECODE_MIN_ROWS_PER_SPLIT)))
+    nsp = next_pow2(ns_max)
+    decode_rows = max(1, min(t_bound, DECODE_MAX_T))
+    qk_scale = float(k.attr("scale")) * LOG2E
+
+    def strides(v, n):
+        if len(v.strides) != n:
+            raise CompilationError(f"kernel {k.name}: operand {v} should have rank {n}")
+        return v.strides
+
+    qs, os_, ks, vs = strides(q, 2), strides(out, 2), strides(kc, 4), strides(vc, 4)
+    sls, pos_s = strides(slots, 1), strides(pos, 1)
+    common = (f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
+              f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
+              f"SL_OFF={slots.offset}, SL_ST={sls[0]}, PO_OFF={pos.offset}, PO_ST={pos_s[0]}, "
+              f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SC={qs[1]}, D={d}, DP={dp}, FP32={fp32}")
+    args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
+    o = ctx.buf(out.buffer)
+    launch = (
+        f"    T = {ctx.dim(tdim)}\n"
+        f"    C = {ctx.dim(cdim)}\n"
+        f"    if T == 0:\n        return\n"
+        f"    if T <= {DECODE_MAX_T}:\n"
+        f"        device = {o}.device\n"
+        f"        ns = max(1, min({ns_max}, triton.cdiv({DECODE_PROGRAMS_PER_SM} * _braze_sm_count(device), "
+        f"T * {hkv})))\n"
+        f"        po, pl = _braze_attn_scratch(device, {decode_rows}, {h}, {nsp}, {dp})\n"
+        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, C, ns, {qk_scale!r}, {common}, "
+        f"H={h}, GROUP={group}, GP={gp}, NSP={nsp}, BN={DECODE_BN}, "
+        f"num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
+        f"        _braze_attn_combine[(T, {h})](po, pl, {o}, ns, O_OFF={out.offset}, O_ST={os_[0]}, "
+        f"O_SC={os_[1]}, H={h}, D={d}, DP={dp}, NSP={nsp}, num_warps=4)\n"
+        f"    else:\n"
+        f"        _braze_attn_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
+        f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, GROUP={group}, "
+        f"BM={PREFILL_BM}, BN={PREFILL_BN}, num_warps={PREFILL_WARPS}, num_stages={PREFILL_STAGES})\n")
+    jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
+    return EmittedKernel(jit, launch, [HELPERS])
