@@ -51,14 +51,20 @@ class _Fusion:
         if n.op in VIEW_OPS:
             return False
         users = self.users.get(id(n), [])
+        if n.op == "cast" and users and all(self._inlinable_into(n, u) for u in users):
+            return False  # a cast is cheaper to recompute in each consumer than to store (bf16 RMSNorm)
         if len(users) != 1:
             return True
         u = users[0]
         if n.op == "linear":
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
+        return not self._inlinable_into(n, u)
+
+    @staticmethod
+    def _inlinable_into(n: Node, u: Node) -> bool:
         if u.op in POINTWISE_OPS or u.op in REDUCTION_OPS:
-            return False
-        return not (u.op == "linear" and u.inputs[0] is n and u.inputs[1] is not n)
+            return True
+        return u.op == "linear" and u.inputs[0] is n and u.inputs[1] is not n
 
     def buffer_of(self, n: Node) -> Buffer:
         if id(n) not in self.buffers:
