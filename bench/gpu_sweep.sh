@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One GPU session's checks and measurements, in one call of the lent machine:
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|suite ...]   (default: all), results under $OUT
+set -u
+OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+steps=${*:-tests kernels decode}
+for step in $steps; do
+  case $step in
+    tests)   timeout 420 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
+    kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40
+             timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
+    decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
+    suite)   timeout 560 python3 -m braze.bench.suite --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
+  esac
+done
