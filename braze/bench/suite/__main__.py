@@ -1,0 +1,5 @@
+import sys
+
+from braze.bench.suite import main
+
+sys.exit(main())
