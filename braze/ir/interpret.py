@@ -37,7 +37,7 @@ def attention_reference(q, k_cache, v_cache, slots, positions, num_heads, num_kv
     k = k_cache[slots].float().repeat_interleave(group, dim=1)  # [T, H, C, D]
     v = v_cache[slots].float().repeat_interleave(group, dim=1)
     scores = torch.einsum("thd,thcd->thc", qh, k) * scale
-    visible = torch.arange(k_cache.shape[2])[None, :] <= positions[:, None]  # [T, C]
+    visible = torch.arange(k_cache.shape[2], device=positions.device)[None, :] <= positions[:, None]  # [T, C]
     scores = scores.masked_fill(~visible[:, None, :], float("-inf"))
     out = torch.einsum("thc,thcd->thd", torch.softmax(scores, dim=-1), v)
     return out.reshape(t, num_heads * head_dim).to(q.dtype)
