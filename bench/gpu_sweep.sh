@@ -10,10 +10,12 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 steps=${*:-tests kernels decode}
 for step in $steps; do
   case $step in
-    tests)   timeout 420 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
-    kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40
+    tests)   timeout 200 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
+    kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40 ;;
+    sweep)   timeout 240 python3 bench/kernels/gemv_sweep.py --budget-s 200 --out "$OUT/gemv-sweep.json" 2>&1 | tail -40 ;;
+    attention)
              timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
-    suite)   timeout 560 python3 -m braze.bench.suite --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
+    suite)   timeout 400 python3 -m braze.bench.suite --device cuda --models ${SUITE_MODELS:-tinyllama-1.1b} --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
   esac
 done

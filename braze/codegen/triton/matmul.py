@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
+from braze.codegen.triton.matmul_library import WORKSPACE_HELPER as LIBRARY_WORKSPACE_HELPER
+from braze.codegen.triton.matmul_library import library_eligible, library_launch, library_sources
 from braze.codegen.triton.module import EmitContext, EmittedKernel
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr, Kernel
@@ -42,6 +44,7 @@ from braze.ir.kernel import Expr, Kernel
 GEMV_MAX_M = 16  # M up to this runs the weight-streaming GEMV
 M_BUCKETS = (1, 16, 64, 0)  # launcher buckets: M == 1, M <= 16, M <= 64, larger (0)
 NUM_SMS = 132  # H100 SXM; only used to size grids (split-K) in the heuristic
+USE_LIBRARY_GEMM = True  # M > 64 in bf16/f16: cuBLAS for the product, braze's kernels around it
 ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -355,6 +358,9 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         configs = {mb: (MatmulConfig(c.variant, c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, 1,
                                      c.group_m)) for mb, c in configs.items()}
     src = g.gemv() + "\n\n" + g.gemm()
+    use_library = USE_LIBRARY_GEMM and library_eligible(g)
+    if use_library:
+        src += "\n\n" + library_sources(g)
     if any(c.split_k > 1 for c in configs.values()):
         src += "\n\n" + g.splitk()
 
@@ -397,9 +403,13 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
                           f"SPLIT_K=1, EVEN_K=even_k, {tune})")
+        elif mb == 0 and use_library:
+            launch += library_launch(g, operands, out)
         else:
             launch.append(f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)")
             launch.append(f"        KERNEL_gemm[grid]({args}, M, N, K, BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, "
                           f"BLOCK_K={c.block_k}, GROUP_M={c.group_m}, EVEN_K=K % {c.block_k} == 0, {tune})")
     helpers = [WORKSPACE_HELPER] if any(c.split_k > 1 for c in configs.values()) else []
+    if use_library:
+        helpers.append(LIBRARY_WORKSPACE_HELPER)
     return EmittedKernel(src, "\n".join(launch) + "\n", helpers)

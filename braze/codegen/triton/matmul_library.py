@@ -1,0 +1,123 @@
+"""Prefill matmuls through cuBLAS (torch.mm), with braze's fused prologue and epilogue around it.
+
+For large M the tensor-core GEMM is where the time goes, and cuBLAS's Hopper kernels beat a
+generated tl.dot GEMM whose A tile passes through registers for the prologue. So when M is large
+the launcher runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
+a plain contiguous-row view), torch.mm(A, W^T) (a library kernel, reported as such), and
+KERNEL_epilogue (residual/bias/activation, skipped when the output is the product itself).
+Decode (small M) keeps the fully fused GEMV.
+"""
+from __future__ import annotations
+
+from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
+
+LIBRARY_DTYPES = ("bfloat16", "float16")
+PROLOGUE_BLOCK_M, PROLOGUE_BLOCK_K = 4, 512
+EPILOGUE_BLOCK_M, EPILOGUE_BLOCK_N = 16, 128
+
+WORKSPACE_HELPER = '''_braze_library_ws = {}
+
+
+def _braze_library_workspace(device, dtype, numel, slot):
+    """A/C staging for library matmuls: one growing buffer per (device, dtype, slot)."""
+    key = (device, dtype, slot)
+    ws = _braze_library_ws.get(key)
+    if ws is None or ws.numel() < numel:
+        ws = _braze_library_ws[key] = torch.empty(numel, dtype=dtype, device=device)
+    return ws
+'''
+
+
+def library_eligible(g) -> bool:
+    """cuBLAS takes [M, K] x [K, N] with unit inner strides; the epilogue must not need reductions."""
+    b = g.bview
+    uses_rowred = any(x.op == "rowred" for x in g.epilogue.walk())
+    return g.wdtype in LIBRARY_DTYPES and b.strides[1] == 1 and len(g.rows_shape) == 1 and not uses_rowred
+
+
+def _plain_a(g) -> int | None:
+    """The operand A is when the prologue is a bare load of a row-major view in the weight dtype."""
+    p = g.prologue
+    if p.op != "load":
+        return None
+    v = g.k.operands[p.value]
+    dtype = g.ctx.program.buffer(v.buffer).dtype
+    return p.value if v.strides[-1] == 1 and dtype == g.wdtype and len(v.shape) == 2 else None
+
+
+def _direct_out(g) -> bool:
+    out = g.k.output
+    return g.epilogue.op == "acc" and g.odtype == g.wdtype and out.strides[-1] == 1 and len(out.shape) == 2
+
+
+def prologue_source(g) -> str:
+    em = ExprEmitter(lambda i: "", "    ")
+    head = [g.jit(),
+            f"def KERNEL_prologue({', '.join(g.args)}, a_out, {g.sizes()}, BLOCK_M: tl.constexpr, "
+            "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
+    body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
+    body += g.reductions(em)
+    body.append("    rmask = rows < M")
+    for masked, guard in ((False, "    if EVEN_K:"), (True, "    else:")):
+        body.append(guard)
+        ind = "        "
+        body += g.kloop_head(ind, "0", "K", masked)
+        em.indent, em.load = ind + "    ", g._a_load(masked)
+        em.forget_loads()
+        em.lines = []
+        a = em.emit(g.prologue, rowreds=g.reds)
+        body += em.lines
+        mask = "rmask & kmask" if masked else "rmask"
+        body.append(f"{ind}    a = tl.broadcast_to({a}, (BLOCK_M, BLOCK_K))")
+        body.append(f"{ind}    tl.store(a_out + rows.to(tl.int64) * K + kk, a.to({TRITON_DTYPE[g.wdtype]}), "
+                    f"mask={mask})")
+    return "\n".join(head + body) + "\n"
+
+
+def epilogue_source(g) -> str:
+    em = ExprEmitter(lambda i: "", "    ")
+    head = [g.jit(),
+            f"def KERNEL_epilogue({', '.join(g.args)}, c, out, {g.sizes()}, BLOCK_M: tl.constexpr, "
+            "BLOCK_N: tl.constexpr):"]
+    body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]")
+    body += ["    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)",
+             "    acc = tl.load(c + rows64 * N + tl.minimum(cols, N - 1)[None, :]).to(tl.float32)"]
+    g.reds = []
+    body += g.epilogue_store(em, "acc")
+    return "\n".join(head + body) + "\n"
+
+
+def library_sources(g) -> str:
+    parts = []
+    if _plain_a(g) is None:
+        parts.append(prologue_source(g))
+    if not _direct_out(g):
+        parts.append(epilogue_source(g))
+    return "\n\n".join(parts)
+
+
+def library_launch(g, operands: list[str], out: str, indent: str = "        ") -> list[str]:
+    ctx, k = g.ctx, g.k
+    wv = g.bview
+    dt = f"torch.{g.wdtype}"
+    lines = [f"{indent}# prefill: cuBLAS through torch.mm (a library kernel), braze's prologue/epilogue around it",
+             f"{indent}w = {ctx.buf(wv.buffer)}.as_strided((N, K), ({wv.strides[0]}, 1), {wv.offset})"]
+    plain = _plain_a(g)
+    if plain is not None:
+        av = k.operands[plain]
+        lines.append(f"{indent}a = {operands[plain]}.as_strided((M, K), ({av.strides[0]}, 1), {av.offset})")
+    else:
+        lines += [f"{indent}a = _braze_library_workspace({out}.device, {dt}, M * K, 0)[: M * K].view(M, K)",
+                  f"{indent}KERNEL_prologue[(triton.cdiv(M, {PROLOGUE_BLOCK_M}),)]({', '.join(operands)}, a, M, N, K, "
+                  f"BLOCK_M={PROLOGUE_BLOCK_M}, BLOCK_K={PROLOGUE_BLOCK_K}, EVEN_K=K % {PROLOGUE_BLOCK_K} == 0, "
+                  "num_warps=4)"]
+    if _direct_out(g):
+        ov = k.output
+        lines.append(f"{indent}torch.mm(a, w.t(), out={out}.as_strided((M, N), ({ov.strides[0]}, 1), {ov.offset}))")
+    else:
+        lines += [f"{indent}c = _braze_library_workspace({out}.device, {dt}, M * N, 1)[: M * N].view(M, N)",
+                  f"{indent}torch.mm(a, w.t(), out=c)",
+                  f"{indent}KERNEL_epilogue[(triton.cdiv(M, {EPILOGUE_BLOCK_M}), triton.cdiv(N, {EPILOGUE_BLOCK_N}))]"
+                  f"({', '.join(operands)}, c, {out}, M, N, K, BLOCK_M={EPILOGUE_BLOCK_M}, "
+                  f"BLOCK_N={EPILOGUE_BLOCK_N}, num_warps=4)"]
+    return lines
