@@ -1,4 +1,4 @@
-"""C++ backend tests: a hermetic compile cache per session; helpers live in cpp_testlib.py."""
+"""C++ backend tests: a hermetic compile cache per session; helpers live in tests/support/cpp_testlib.py."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tests/support, not this folder: this folder holds `triton/`, which would shadow the real package
+# (as an empty namespace package) wherever triton is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 
 @pytest.fixture(autouse=True, scope="session")

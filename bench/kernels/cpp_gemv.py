@@ -1,6 +1,6 @@
 """GEMV/GEMM micro-benchmark of the C++ matmul kernel vs torch.nn.functional.linear (not a test).
 
-    .venv/bin/python tests/codegen/bench_cpp_gemv.py [N K dtype]...
+    .venv/bin/python bench/kernels/cpp_gemv.py [N K dtype]...
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 from cpp_testlib import ACC, cview, load, program  # noqa: E402
 from braze.codegen.cpp import compile_program  # noqa: E402
 from braze.ir.kernel import Buffer, Kernel  # noqa: E402

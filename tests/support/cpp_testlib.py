@@ -1,6 +1,6 @@
 """Helpers for the C++ backend tests: build small Kernel IR programs by hand and run them on torch tensors.
 
-Imported as `cpp_testlib` (tests/codegen/conftest.py puts this folder on sys.path)."""
+Imported as `cpp_testlib` (tests/codegen/conftest.py puts tests/support on sys.path)."""
 from __future__ import annotations
 
 import torch
