@@ -56,10 +56,12 @@ class Engine:
     def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
             raise InvalidArgumentError("the prompt is empty: give at least one token")
-        if len(prompt) >= self.context:
+        # A prompt may fill the whole context: its first token comes from the prefill's logits and
+        # needs no cache entry, then the sequence ends with finish_reason "length".
+        if len(prompt) > self.context:
             raise PromptTooLongError(
-                f"the prompt has {len(prompt)} tokens but the context window holds {self.context} "
-                f"(prompt plus at least one generated token); shorten the prompt or raise max_model_len")
+                f"the prompt has {len(prompt)} tokens but the context window holds {self.context}; "
+                f"shorten the prompt or raise max_model_len")
 
     def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
         step = torch.tensor([tokens, positions, slots], dtype=torch.int64).to(self.device)
