@@ -1,0 +1,138 @@
+"""Decode-GEMV configs timed the way decode runs them (not a test): R matmuls of one layer shape, each
+with its own weights (R x weight bytes well past L2), launched back to back inside one CUDA graph;
+time per GEMV = replay time / R. F.linear (cuBLAS) is timed the same way as the peer.
+
+    PYTHONPATH=. python3 bench/kernels/gemv_graph_sweep.py [--model tinyllama,llama3-8b] [--budget-s 240] [--out F]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import braze.codegen.triton.matmul as mm  # noqa: E402
+from braze.ir.builder import GraphBuilder  # noqa: E402
+from braze.passes.pipeline import lower  # noqa: E402
+from braze.runtime.executable import Executable  # noqa: E402
+
+SHAPES = {  # (K, N, RMSNorm prologue): QKV, O, gate/up, down, LM head
+    "tinyllama": [(2048, 2560, True), (2048, 2048, False), (2048, 11264, True), (5632, 2048, False),
+                  (2048, 32000, True)],
+    "llama3-8b": [(4096, 6144, True), (4096, 4096, False), (4096, 28672, True), (14336, 4096, False)],
+}
+L2_DEFEAT_BYTES = 400 << 20
+
+
+def candidates(K: int, N: int):
+    for bk, bn in itertools.product((256, 512, 1024, 2048), (2, 4, 8, 16, 32)):
+        if not 2048 <= bk * bn <= 16384 or bk > K:
+            continue
+        for warps in ((4,) if bk * bn <= 4096 else (8,) if bk * bn >= 16384 else (4, 8)):
+            for split in (1, 2, 4):
+                programs = -(-N // bn)
+                if split > 1 and (programs >= 2 * 132 or K % (bk * split) or K // split < 2 * bk):
+                    continue
+                yield mm.MatmulConfig("gemv", 1, bn, bk, warps, 3, split)
+
+
+def graph_time_us(fn, copies: int, replays: int = 20) -> float:
+    """Median time of one call of fn (which launches `copies` kernels) replayed from a CUDA graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / copies)
+    return statistics.median(times)
+
+
+def build(K: int, N: int, rms: bool, copies: int):
+    """`copies` independent y_i = [rms_norm](x_i) @ W_i^T: distinct inputs and weights, so neither
+    CSE nor the horizontal (Q/K/V-style) concatenation merges them."""
+    b = GraphBuilder(symbols={"T": 16}, name=f"gemv_{K}x{N}")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    outputs, feeds, weights = {}, {}, []
+    for i in range(copies):
+        x = b.input(f"x{i}", ("T", K), "bfloat16")
+        w = (torch.randn(N, K, device="cuda", generator=gen) * K ** -0.5).to(torch.bfloat16)
+        weights.append(w)
+        h = b.rms_norm(x, b.weight(f"norm{i}", torch.ones(K, device="cuda", dtype=torch.bfloat16)), 1e-5) if rms else x
+        outputs[f"y{i}"] = b.matmul(h, b.transpose(b.weight(f"w{i}", w)))
+        feeds[f"x{i}"] = torch.randn(1, K, device="cuda").to(torch.bfloat16)
+    return b.build(outputs), feeds, weights
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="tinyllama")
+    ap.add_argument("--budget-s", type=float, default=240)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    from braze.bench.ceilings import measure_copy_bandwidth
+    bandwidth = measure_copy_bandwidth("cuda")
+    shapes = [(model, shape) for model in args.model.split(",") for shape in SHAPES[model]]
+    per_shape_s = args.budget_s / len(shapes)  # every shape gets its share, the heuristic always
+    real = mm.matmul_config
+    report = {"device": torch.cuda.get_device_name(), "copy_TBps": bandwidth / 1e12, "shapes": []}
+    for model, (K, N, rms) in shapes:
+        deadline = time.time() + per_shape_s
+        wbytes = N * K * 2
+        copies = max(4, -(-L2_DEFEAT_BYTES // wbytes))
+        graph, feeds, weights = build(K, N, rms, copies)
+        floor_us = wbytes / bandwidth * 1e6
+        xs = [feeds[f"x{i}"] for i in range(copies)]
+        torch_us = graph_time_us(lambda: [F.linear(x, w) for x, w in zip(xs, weights)], copies)
+        heuristic = real(1, N, K, "bfloat16")
+        rows = []
+        for cfg in [heuristic] + [c for c in candidates(K, N) if c != heuristic]:
+            if rows and time.time() > deadline:
+                break
+            mm.matmul_config = lambda *a, cfg=cfg, **kw: cfg if a[0] == 1 else real(*a, **kw)
+            try:
+                exe = Executable(lower(graph), backend="triton", device="cuda")
+                rows.append((graph_time_us(lambda: exe.run(feeds), copies), cfg))
+            except Exception as e:  # noqa: BLE001  (out of resources etc.: one candidate, not the sweep)
+                print("  failed", cfg, type(e).__name__, str(e)[:120])
+            finally:
+                mm.matmul_config = real
+                torch.cuda.empty_cache()
+        heur_us = rows[0][0] if rows else float("nan")
+        rows.sort(key=lambda r: r[0])
+        print(f"K={K} N={N} rms={rms} ({wbytes / 2**20:.1f} MiB, floor {floor_us:.2f} us): heuristic "
+              f"{heur_us:.2f} us ({100 * floor_us / heur_us:.0f}%), F.linear {torch_us:.2f} us "
+              f"({100 * floor_us / torch_us:.0f}%), {len(rows)} configs")
+        for us, c in rows[:4]:
+            print(f"   {us:7.2f} us {100 * floor_us / us:4.0f}%  bn={c.block_n} bk={c.block_k} w={c.num_warps} "
+                  f"split={c.split_k}")
+        report["shapes"].append({"model": model, "K": K, "N": N, "rms": rms, "floor_us": floor_us,
+                                 "heuristic_us": heur_us, "torch_us": torch_us, "heuristic": heuristic.__dict__,
+                                 "all": [{"us": us, **c.__dict__} for us, c in rows]})
+        del graph, feeds, weights
+        torch.cuda.empty_cache()
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
