@@ -114,6 +114,43 @@ def _uses_rowred(e: Expr | None) -> bool:
     return e is not None and any(x.op == "rowred" for x in e.walk())
 
 
+def factor_row_scale(prologue: Expr) -> tuple[Expr, Expr] | None:
+    """Split A[m, k] = scale(m) * rest(m, k) when the prologue is a product whose factors are either
+    row-only (reductions and constants: RMSNorm's rsqrt) or reduction-free; None otherwise.
+
+    The scale then moves past the dot product (acc * scale), so the GEMV computes the reductions in
+    the same pass over K as the product instead of a pass before it. Casts between the factors are
+    looked through: the bf16 rounding of x * rsqrt(...) is skipped (the result is closer to exact,
+    as Inductor's fused upcasts are).
+    """
+    factors: list[Expr] = []
+
+    def flatten(e: Expr) -> None:
+        if e.op == "cast":
+            flatten(e.args[0])
+        elif e.op == "mul":
+            flatten(e.args[0])
+            flatten(e.args[1])
+        else:
+            factors.append(e)
+    flatten(prologue)
+    scale, rest = [], []
+    for f in factors:
+        ops = {x.op for x in f.walk()}
+        if "rowred" in ops and "load" in ops:
+            return None
+        (scale if "rowred" in ops else rest).append(f)
+    if not scale or not rest:
+        return None
+
+    def product(fs: list[Expr]) -> Expr:
+        out = fs[0]
+        for f in fs[1:]:
+            out = Expr("mul", (out, f))
+        return out
+    return product(scale), product(rest)
+
+
 class _Gen:
     """Source generation shared by the GEMV and GEMM functions of one matmul kernel."""
 
@@ -135,6 +172,11 @@ class _Gen:
         self.wdtype = ctx.program.buffer(bview.buffer).dtype
         self.odtype = ctx.program.buffer(out.buffer).dtype
         self.args = [f"in{i}" for i in range(len(k.operands))]
+        # one pass over K (reductions in the product's loop, the row scale in the epilogue) when the
+        # reductions are independent of each other and the prologue factors as scale * rest
+        factored = factor_row_scale(self.prologue) if k.reductions else None
+        independent = not any(_uses_rowred(body) for _, body in k.reductions)
+        self.row_scale, self.rest = factored if factored and independent else (None, None)
 
     # -- pieces -------------------------------------------------------------------------------
     def rows_setup(self, rows_expr: str) -> list[str]:
@@ -185,14 +227,52 @@ class _Gen:
                 em.lines = []
                 v = em.emit(body, rowreds=reds)
                 lines += em.lines
-                if masked:
-                    v = f"tl.where(kmask, {v}, {init})"
-                fold = "tl.sum" if op == "sum" else "tl.max"
-                comb = f"red{j} + " if op == "sum" else f"tl.maximum(red{j}, "
-                close = "" if op == "sum" else ")"
-                lines.append(f"{ind}    red{j} = {comb}{fold}({_full(v, '(BLOCK_M, BLOCK_K)')}, axis=1)[:, None]{close}")
+                lines.append(self._fold(j, op, v, masked, ind + "    "))
             reds.append(f"red{j}")
         self.reds = reds
+        return lines
+
+    @staticmethod
+    def _fold(j: int, op: str, v: str, masked: bool, indent: str) -> str:
+        """red{j} <- red{j} (+ or max) the fold of chunk value v over the chunk's columns."""
+        init = "0.0" if op == "sum" else "float('-inf')"
+        if masked:
+            v = f"tl.where(kmask, {v}, {init})"
+        fold = "tl.sum" if op == "sum" else "tl.max"
+        comb = f"red{j} + " if op == "sum" else f"tl.maximum(red{j}, "
+        close = "" if op == "sum" else ")"
+        return f"{indent}red{j} = {comb}{fold}({_full(v, '(BLOCK_M, BLOCK_K)')}, axis=1)[:, None]{close}"
+
+    def one_pass_loop(self, em: ExprEmitter, update: str) -> list[str]:
+        """The K loop of a factored prologue: A = rest(m, k), the reductions folded chunk by chunk."""
+        lines = []
+        for j, (op, _) in enumerate(self.k.reductions):
+            init = "0.0" if op == "sum" else "float('-inf')"
+            lines.append(f"        red{j} = tl.full([BLOCK_M, 1], {init}, tl.float32)")
+        self.reds = [f"red{j}" for j in range(len(self.k.reductions))]
+        sbk = self.bview.strides[1]
+        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
+        lines.append("        if EVEN_K:")
+        for masked in (False, True):
+            if masked:
+                lines.append("        else:")
+            ind = "            "
+            lines += self.kloop_head(ind, "k_lo", "k_lo + K_CHUNK", masked)
+            em.indent, em.load = ind + "    ", self._a_load(masked)
+            em.forget_loads()
+            em.lines = []
+            a = em.emit(self.rest)
+            values = [em.emit(body) for _, body in self.k.reductions]
+            lines += em.lines
+            lines += [self._fold(j, op, v, masked, ind + "    ")
+                      for j, ((op, _), v) in enumerate(zip(self.k.reductions, values))]
+            if masked:
+                lines.append(f"{ind}    a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)")
+                lines.append(f"{ind}    b = tl.load(bp + {bcol}, mask=kmask, other=0.0)")
+            else:
+                lines.append(f"{ind}    a = {_full(a, '(BLOCK_M, BLOCK_K)')}")
+                lines.append(f"{ind}    b = tl.load(bp + {bcol})")
+            lines += [f"{ind}    {u}" for u in update.split("\n")]
         return lines
 
     def b_pointer(self) -> str:
@@ -267,10 +347,11 @@ class _Gen:
         head = [self.jit(),
                 f"def KERNEL({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
                 "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_CHUNK: tl.constexpr, SPLIT_K: tl.constexpr, "
-                "EVEN_K: tl.constexpr):",
+                "EVEN_K: tl.constexpr, ONE_PASS: tl.constexpr):",
                 "    pid_n = tl.program_id(0)",
                 "    pid_k = tl.program_id(1)"]
-        body = self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers() + self.reductions(em)
+        body = self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
+        two_pass = self.reductions(em)
         body += ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
                  "    if BLOCK_M == 1:",
                  "        acc2 = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)",
@@ -279,12 +360,21 @@ class _Gen:
                  "    k_lo = pid_k * K_CHUNK"]
         update = ("if BLOCK_M == 1:\n    acc2 += a * b.to(tl.float32)\n"
                   f"else:\n    acc2 += {self.dot()}")
-        body += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update})
+        two_pass += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update})
+        if self.row_scale is None:
+            body += two_pass
+        else:  # ONE_PASS (the launcher's choice: split == 1): reductions inside the product's loop
+            body += ["    if ONE_PASS:"] + self.one_pass_loop(em, update) + ["    else:"]
+            body += ["    " + line for line in two_pass]
         body += ["    if BLOCK_M == 1:",
                  "        acc = tl.sum(acc2, axis=1)[None, :]",
                  "    else:",
-                 "        acc = acc2",
-                 "    if SPLIT_K > 1:",
+                 "        acc = acc2"]
+        if self.row_scale is not None:
+            em.indent, em.lines = "        ", []
+            scale = em.emit(self.row_scale, rowreds=self.reds)
+            body += ["    if ONE_PASS:"] + em.lines + [f"        acc = acc * {scale}"]
+        body += ["    if SPLIT_K > 1:",
                  "        wmask = (rows < M) & (cols[None, :] < N)",
                  "        tl.store(ws + pid_k * M * N + rows * N + cols[None, :], acc, mask=wmask)",
                  "    else:"]
@@ -395,13 +485,13 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
                            f"            ws = _braze_matmul_workspace({out}.device, split * M * N)",
                            f"            KERNEL[(triton.cdiv(N, {c.block_n}), split)]({args}, ws, M, N, K, "
                            f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
-                           f"SPLIT_K=split, EVEN_K=even_k, {tune})",
+                           f"SPLIT_K=split, EVEN_K=even_k, ONE_PASS=False, {tune})",
                            f"            KERNEL_splitk[(triton.cdiv(N, 64),)]({args}, ws, M, N, K, "
                            f"BLOCK_M={c.block_m if c.block_m > 1 else 1}, BLOCK_N=64, SPLIT_K=split, num_warps=4)",
                            "            return"]
             launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
-                          f"SPLIT_K=1, EVEN_K=even_k, {tune})")
+                          f"SPLIT_K=1, EVEN_K=even_k, ONE_PASS={g.row_scale is not None}, {tune})")
         elif mb == 0 and use_library:
             launch += library_launch(g, operands, out)
         else:

@@ -241,6 +241,7 @@ def test_source_structure():
     src = compile_program(lower(rms_linear_graph())).source
     assert "tl.dot(" in src and "input_precision=\"ieee\"" in src  # float32 weights: exact dot
     assert "if M == 1:" in src and "elif M <= 16:" in src and "_gemm[grid]" in src
+    assert "ONE_PASS=True" in src  # the RMSNorm scale factored out: one pass over K in the GEMV
     src16 = compile_program(lower(rms_linear_graph(dtype="float16"))).source
     assert "input_precision" not in src16
 
@@ -388,3 +389,17 @@ if __name__ == "__main__":
             sweep_gemv(k, n, "bfloat16", M=1)
         for k, n in [(4096, 4096), (4096, 14336)]:
             sweep_gemv(k, n, "bfloat16", M=8)
+
+
+def test_rmsnorm_prologue_factors_into_a_row_scale():
+    """RMSNorm's rsqrt(mean(x^2) + eps) is a per-row factor: it moves to the epilogue (one pass over K)."""
+    load, red = (lambda i: Expr("load", (), i)), Expr("rowred", (), 0)
+    rs = Expr("rsqrt", (Expr("add", (Expr("mul", (red, Expr("const", (), 1 / 64))), Expr("const", (), 1e-5))),))
+    prologue = Expr("mul", (Expr("cast", (Expr("mul", (load(0), rs)),), "bfloat16"), load(1)))
+    scale, rest = mm.factor_row_scale(prologue)
+    assert scale is rs
+    assert (rest.op, rest.args[0].value, rest.args[1].value) == ("mul", 0, 1)
+    silu_mul = Expr("mul", (Expr("silu", (load(0),)), load(1)))
+    assert mm.factor_row_scale(silu_mul) is None  # no reduction: nothing to factor
+    centered = Expr("mul", (Expr("sub", (load(0), red)), rs))  # LayerNorm: x - mean is not a product
+    assert mm.factor_row_scale(centered) is None
