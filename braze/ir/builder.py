@@ -54,8 +54,13 @@ class GraphBuilder:
     def matmul(self, a: Node, b: Node) -> Node: return make("matmul", (a, b))
     def gather(self, table: Node, idx: Node) -> Node: return make("gather", (table, idx))
 
-    def rope(self, x: Node, positions: Node, cos: Node, sin: Node, head_dim: int) -> Node:
-        return make("rope", (x, positions, cos, sin), head_dim=head_dim)
+    def concat(self, xs: list[Node], axis: int) -> Node: return make("concat", tuple(xs), axis=axis)
+
+    def rope(self, x: Node, positions: Node, cos: Node, sin: Node, head_dim: int,
+             rotary_heads: int | None = None) -> Node:
+        if rotary_heads is None:
+            return make("rope", (x, positions, cos, sin), head_dim=head_dim)
+        return make("rope", (x, positions, cos, sin), head_dim=head_dim, rotary_heads=rotary_heads)
 
     def kv_store(self, cache: Node, x: Node, slots: Node, positions: Node) -> Node:
         return make("kv_store", (cache, x, slots, positions))

@@ -20,14 +20,17 @@ BINARY_FUNCTIONS = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div":
            "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
 
 
-def rope_reference(x, positions, cos, sin, head_dim):
-    """Rotate-half RoPE (the HF/NeoX layout) per head; cos/sin tables are [context, head_dim/2]."""
+def rope_reference(x, positions, cos, sin, head_dim, rotary_heads=None):
+    """Rotate-half RoPE (the HF/NeoX layout) per head; cos/sin tables are [context, head_dim/2].
+    With rotary_heads, heads from that index on are returned unchanged."""
     t = x.shape[0]
     xh = x.view(t, -1, head_dim).float()
+    r = xh.shape[1] if rotary_heads is None else rotary_heads
     c = cos[positions].float()[:, None, :]
     s = sin[positions].float()[:, None, :]
-    lo, hi = xh[..., : head_dim // 2], xh[..., head_dim // 2:]
-    return torch.cat([lo * c - hi * s, hi * c + lo * s], dim=-1).reshape(x.shape).to(x.dtype)
+    lo, hi = xh[:, :r, : head_dim // 2], xh[:, :r, head_dim // 2:]
+    rotated = torch.cat([lo * c - hi * s, hi * c + lo * s], dim=-1)
+    return torch.cat([rotated, xh[:, r:]], dim=1).reshape(x.shape).to(x.dtype)
 
 
 def attention_reference(q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale):
@@ -100,7 +103,7 @@ def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inpla
     if op == "gather":
         return args[0][args[1]]
     if op == "rope":
-        return rope_reference(args[0], args[1], args[2], args[3], a["head_dim"])
+        return rope_reference(args[0], args[1], args[2], args[3], a["head_dim"], a.get("rotary_heads"))
     if op == "kv_store":
         cache, x, slots, pos = args
         out = cache if inplace_state else cache.clone()

@@ -63,7 +63,8 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
     elif k.kind == "gather":
         result = ops[0][ops[1]]
     elif k.kind == "rope":
-        result = rope_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], k.attr("head_dim"))
+        result = rope_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], k.attr("head_dim"),
+                                k.attr("rotary_heads"))
     elif k.kind == "kv_store":
         x, slots, pos = ops
         out[slots, :, pos, :] = x.reshape(x.shape[0], out.shape[1], out.shape[3]).to(out.dtype)

@@ -128,10 +128,15 @@ def _gather(shapes, attrs):
 
 
 def _rope(shapes, attrs):
+    """attrs: head_dim; rotary_heads (optional): only the first that many heads rotate, the rest
+    pass through unchanged (one rope over a fused q|k|v rotates q and k and carries v along)."""
     x, pos, cos, sin = shapes
     half = attrs["head_dim"] // 2
     if x[-1] % attrs["head_dim"] or cos[-1] != half or sin != cos or pos != x[:1]:
         raise ShapeError(f"rope shapes x={list(x)} positions={list(pos)} cos={list(cos)} do not agree")
+    rotary = attrs.get("rotary_heads")
+    if rotary is not None and not 0 <= rotary <= x[-1] // attrs["head_dim"]:
+        raise ShapeError(f"rope rotary_heads={rotary} outside 0..{x[-1] // attrs['head_dim']} heads")
     return x
 
 

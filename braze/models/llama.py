@@ -3,7 +3,8 @@
 One decode or prefill step over a flat batch of T tokens from up to S sequences:
   tokens, positions, slots: [T]   (slot = the sequence's row in the KV cache)
   logits_index: [N]               (which tokens' logits to return: each sequence's last)
-  k_cache.i, v_cache.i: [S, Hkv, C, D], returned updated (the engine donates them).
+  kv_cache.i: [S, 2 * Hkv, C, D], returned updated (the engine donates it): heads [0, Hkv) hold
+              K, heads [Hkv, 2 Hkv) hold V, so one kv_store writes both.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16":
 
 
 def cache_shape(config: ModelConfig, max_seqs: int, context: int) -> tuple[int, int, int, int]:
-    return (max_seqs, config.num_kv_heads, context, config.head_dim)
+    return (max_seqs, 2 * config.num_kv_heads, context, config.head_dim)
 
 
 def build_llama(config: ModelConfig, weights: dict[str, torch.Tensor], dtype: str = "float32",
@@ -59,13 +60,16 @@ def build_llama(config: ModelConfig, weights: dict[str, torch.Tensor], dtype: st
         if c.qk_norm:
             q = head_norm(q, H, p + "self_attn.q_norm.weight")
             k = head_norm(k, Hkv, p + "self_attn.k_norm.weight")
-        q = b.rope(q, positions, cos, sin, D)
-        k = b.rope(k, positions, cos, sin, D)
-        shape = cache_shape(c, max_seqs, context)
-        k_cache = b.kv_store(b.input(f"k_cache.{i}", shape, dtype), k, slots, positions)
-        v_cache = b.kv_store(b.input(f"v_cache.{i}", shape, dtype), v, slots, positions)
-        new_caches[f"k_cache.{i}"], new_caches[f"v_cache.{i}"] = k_cache, v_cache
-        attn = b.attention(q, k_cache, v_cache, slots, positions, H, Hkv, D, 1.0 / math.sqrt(D))
+        # one rope over q|k|v (q and k rotate, v passes through), then one cache write of k|v: after
+        # the layout pass merges the projections, the concat is the QKV linear's output itself
+        qkv = b.rope(b.concat([q, k, v], axis=1), positions, cos, sin, D, rotary_heads=H + Hkv)
+        kv = b.slice(qkv, 1, H * D, (H + 2 * Hkv) * D)  # [T, 2*Hkv*D]
+        kv_cache = b.kv_store(b.input(f"kv_cache.{i}", cache_shape(c, max_seqs, context), dtype), kv, slots,
+                              positions)
+        new_caches[f"kv_cache.{i}"] = kv_cache
+        k_cache, v_cache = b.slice(kv_cache, 1, 0, Hkv), b.slice(kv_cache, 1, Hkv, 2 * Hkv)
+        attn = b.attention(b.slice(qkv, 1, 0, H * D), k_cache, v_cache, slots, positions, H, Hkv, D,
+                           1.0 / math.sqrt(D))
         x = b.add(x, linear(attn, p + "self_attn.o_proj"))
 
         h = b.rms_norm(x, W(p + "post_attention_layernorm.weight"), c.rms_norm_eps)

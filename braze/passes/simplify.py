@@ -17,6 +17,20 @@ def _merge_reshapes(node, x):
     return make("reshape", (x,), shape=node.shape) if x.shape != node.shape else x
 
 
+def _concat_of_adjacent_slices(node) -> Node | None:
+    """concat(x[a:b], x[b:c], ...) along the sliced axis is x[a:end]: after the layout pass merges
+    Q/K/V into one linear, the model's concat of q, k and v is the linear's output itself."""
+    parts, rank = node.inputs, len(node.shape)
+    axis = node.attr("axis") % rank
+    first = parts[0]
+    if not all(p.op == "slice" and p.inputs[0] is first.inputs[0] and p.attr("axis") % rank == axis
+               for p in parts):
+        return None
+    if any(a.attr("stop") != b.attr("start") for a, b in zip(parts, parts[1:])):
+        return None
+    return make("slice", (first.inputs[0],), axis=axis, start=first.attr("start"), stop=parts[-1].attr("stop"))
+
+
 def _div_by_constant(node, x, c):
     if c.attr("value") == 0:
         return None
@@ -38,6 +52,7 @@ SIMPLIFY_RULES = [
          where=lambda n: not n.attr("perm")), lambda node, x: x),
     (Pat("slice", (X(),)), lambda node, x: _same_shape_as_node(x, node)),
     (Pat("cast", (X(),)), lambda node, x: _same_shape_as_node(x, node)),
+    (Pat("concat"), _concat_of_adjacent_slices),
 ]
 
 

@@ -159,3 +159,14 @@ def test_interpreter_binds_symbols_consistently():
         interpret(g, {"x": torch.randn(3, 4), "y": torch.randn(2, 4)})
     with pytest.raises(ValueError, match="graph says"):
         interpret(g, {"x": torch.randn(3, 5), "y": torch.randn(3, 5)})
+
+
+def test_rope_rotary_heads_rotate_the_first_heads_and_pass_the_rest_through():
+    from braze.ir.interpret import rope_reference
+    x, pos = torch.randn(5, 4 * 8), torch.tensor([0, 3, 1, 7, 2])
+    ang = torch.arange(10)[:, None] * torch.rand(4)[None]
+    cos, sin = ang.cos(), ang.sin()
+    partial = rope_reference(x, pos, cos, sin, 8, rotary_heads=3)
+    assert torch.equal(partial[:, 24:], x[:, 24:])
+    torch.testing.assert_close(partial[:, :24], rope_reference(x[:, :24], pos, cos, sin, 8))
+    assert torch.equal(partial[0, :24], x[0, :24])  # position 0: the identity rotation

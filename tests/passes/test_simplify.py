@@ -100,6 +100,26 @@ CASES = {
         %ones = weight() {name="ones"} : f32[8]
         %0 = add(%x, %ones) : f32[T, 8]
         return y=%0"""),
+    "concat_of_adjacent_slices": (X + """
+        %0 = slice(%x) {axis=-1, start=0, stop=2} : f32[T, 2]
+        %1 = slice(%x) {axis=-1, start=2, stop=5} : f32[T, 3]
+        %2 = slice(%x) {axis=1, start=5, stop=8} : f32[T, 3]
+        %3 = concat(%0, %1, %2) {axis=1} : f32[T, 8]
+        %4 = concat(%1, %2) {axis=1} : f32[T, 6]
+        return a=%3, b=%4""", X + """
+        %0 = slice(%x) {axis=1, start=2, stop=8} : f32[T, 6]
+        return a=%x, b=%0"""),
+    "concat_of_gapped_or_reordered_slices_is_kept": (X + """
+        %0 = slice(%x) {axis=1, start=0, stop=2} : f32[T, 2]
+        %1 = slice(%x) {axis=1, start=3, stop=5} : f32[T, 2]
+        %2 = concat(%0, %1) {axis=1} : f32[T, 4]
+        %3 = concat(%1, %0) {axis=1} : f32[T, 4]
+        return a=%2, b=%3""", X + """
+        %0 = slice(%x) {axis=1, start=0, stop=2} : f32[T, 2]
+        %1 = slice(%x) {axis=1, start=3, stop=5} : f32[T, 2]
+        %2 = concat(%0, %1) {axis=1} : f32[T, 4]
+        %3 = concat(%1, %0) {axis=1} : f32[T, 4]
+        return a=%2, b=%3"""),
 }
 
 

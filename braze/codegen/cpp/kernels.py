@@ -101,20 +101,29 @@ def emit_rope(ctx: KernelCtx) -> list[str]:
     t, f = x.shape
     if isinstance(f, str) or f % hd:
         raise CompilationError(f"kernel {k.name}: rope width {f} is not a multiple of head_dim {hd}")
+    heads = f // hd
+    rotary = heads if k.attr("rotary_heads") is None else int(k.attr("rotary_heads"))
     lo, hi = "h * %d + j" % hd, "h * %d + j + %d" % (hd, half)
-    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, f)))}",
-            f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
-            f"  const int64_t p = {ctx.index_load(pos, ['t'])};",
-            f"  for (int64_t h = 0; h < {f // hd}; ++h) {{",
-            "    #pragma omp simd",
-            f"    for (int64_t j = 0; j < {half}; ++j) {{",
-            f"      const float c = {ctx.load(cos, ['p', 'j'])};",
-            f"      const float s = {ctx.load(sin, ['p', 'j'])};",
-            f"      const float lo = {ctx.load(x, ['t', lo])};",
-            f"      const float hi = {ctx.load(x, ['t', hi])};",
-            f"      {ctx.store(k.output, ['t', lo], 'lo * c - hi * s')}",
-            f"      {ctx.store(k.output, ['t', hi], 'hi * c + lo * s')}",
-            "    }", "  }", "}"]
+    lines = [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, f)))}",
+             f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
+             f"  const int64_t p = {ctx.index_load(pos, ['t'])};",
+             f"  for (int64_t h = 0; h < {rotary}; ++h) {{",
+             "    #pragma omp simd",
+             f"    for (int64_t j = 0; j < {half}; ++j) {{",
+             f"      const float c = {ctx.load(cos, ['p', 'j'])};",
+             f"      const float s = {ctx.load(sin, ['p', 'j'])};",
+             f"      const float lo = {ctx.load(x, ['t', lo])};",
+             f"      const float hi = {ctx.load(x, ['t', hi])};",
+             f"      {ctx.store(k.output, ['t', lo], 'lo * c - hi * s')}",
+             f"      {ctx.store(k.output, ['t', hi], 'hi * c + lo * s')}",
+             "    }", "  }"]
+    if rotary < heads:  # the heads that pass through (v of a fused q|k|v)
+        col = f"{rotary * hd} + j"
+        lines += ["  #pragma omp simd",
+                  f"  for (int64_t j = 0; j < {(heads - rotary) * hd}; ++j) {{",
+                  f"    {ctx.store(k.output, ['t', col], ctx.load(x, ['t', col]))}",
+                  "  }"]
+    return lines + ["}"]
 
 
 def emit_kv_store(ctx: KernelCtx) -> list[str]:

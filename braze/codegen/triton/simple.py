@@ -216,7 +216,13 @@ def emit_rope(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     block_d = next_pow2(half)
     block_t = max(1, min(16, 1024 // block_d))
     out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
+    heads = width // head_dim
+    rotary = heads if k.attr("rotary_heads") is None else int(k.attr("rotary_heads"))
     lo, hi = f"head * {head_dim} + j", f"head * {head_dim} + {half} + j"
+    # heads >= rotary pass through unchanged (v of a fused q|k|v)
+    new_lo, new_hi = "lo * c - hi * s", "hi * c + lo * s"
+    if rotary < heads:
+        new_lo, new_hi = f"tl.where(head < {rotary}, {new_lo}, lo)", f"tl.where(head < {rotary}, {new_hi}, hi)"
     lines = _jit_header(["x", "positions", "cos", "sin", "out", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
         "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
         "    head = tl.program_id(1)",
@@ -228,10 +234,10 @@ def emit_rope(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    s = tl.load(sin + {_addr(sin, 'p', 'j')}, mask=mask, other=0.0).to(tl.float32)",
         f"    lo = tl.load(x + {_addr(x, 'tok', lo)}, mask=mask, other=0.0).to(tl.float32)",
         f"    hi = tl.load(x + {_addr(x, 'tok', hi)}, mask=mask, other=0.0).to(tl.float32)",
-        f"    tl.store(out + {_addr(k.output, 'tok', lo)}, (lo * c - hi * s).to({out_dtype}), mask=mask)",
-        f"    tl.store(out + {_addr(k.output, 'tok', hi)}, (hi * c + lo * s).to({out_dtype}), mask=mask)"]
+        f"    tl.store(out + {_addr(k.output, 'tok', lo)}, ({new_lo}).to({out_dtype}), mask=mask)",
+        f"    tl.store(out + {_addr(k.output, 'tok', hi)}, ({new_hi}).to({out_dtype}), mask=mask)"]
     args = [ctx.buf(v.buffer) for v in (x, pos, cos, sin, k.output)] + ["T"]
-    launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {width // head_dim})", args,
+    launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {heads})", args,
                                                {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
     return EmittedKernel("\n".join(lines) + "\n", launch)
 

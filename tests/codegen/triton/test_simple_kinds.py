@@ -241,3 +241,13 @@ def test_float16_embedding_norm_rope_cache(run_program_triton):
     p = check_graph(text, w, feeds, run_program_triton, symbols={"T": 8}, rtol=1e-2, atol=1e-2)
     assert {"gather", "reduction", "rope", "kv_store"} <= {k.kind for k in p.kernels}
     assert {"float16", "int64"} <= {b.dtype for b in p.buffers}
+
+
+def test_fused_qkv_rope_and_one_kv_store(run_program_triton):
+    """The model's attention block: rope over q|k|v with v passing through, one k|v cache write."""
+    from fused_attention_text import FUSED_ATTENTION_TEXT, fused_attention_case
+
+    for slots, positions in (([2, 0], [17, 3]), ([1] * 5, [0, 1, 2, 3, 4])):
+        weights, feeds = fused_attention_case(slots, positions)
+        check_graph(FUSED_ATTENTION_TEXT, weights, feeds, run_program_triton, symbols={"T": 8}, rtol=1e-4,
+                    kinds={"rope", "kv_store", "attention"})
