@@ -21,7 +21,9 @@ Decode (T <= DECODE_MAX_T): grid (T, Hkv, splits). A program takes the G = H/Hkv
 one kv head as one [GP, DP] tile (K/V read once per group) and one split of the token's context:
 the token's n = pos + 1 rows are cut into `splits` runtime-sized chunks (multiples of BN), so a
 short context does little work. Partials (normalised output and log2-sum-exp) go to a scratch
-buffer allocated once per shape (CUDA-graph safe); a second kernel, grid (T, H), combines them.
+buffer allocated once per shape (CUDA-graph safe). The last split of a (token, kv head) to finish,
+as counted by an atomic counter that it then resets, combines the partials and writes the output:
+one launch, no second kernel (the CUDA samples' threadFenceReduction pattern).
 """
 from __future__ import annotations
 
@@ -48,13 +50,15 @@ _BRAZE_ATTN_SCRATCH = {}
 _BRAZE_SM_COUNT = {}
 
 
-def _braze_attn_scratch(device, rows, heads, nsp, dp):
-    """Split-KV partials, allocated once per shape and reused (so CUDA-graph capture is safe)."""
-    key = (str(device), rows, heads, nsp, dp)
+def _braze_attn_scratch(device, rows, heads, kv_heads, nsp, dp):
+    """Split-KV partials and the zeroed arrival counters, allocated once per shape and reused (so
+    CUDA-graph capture is safe; every launch leaves the counters at zero again)."""
+    key = (str(device), rows, heads, kv_heads, nsp, dp)
     buf = _BRAZE_ATTN_SCRATCH.get(key)
     if buf is None:
         buf = (torch.empty((rows, heads, nsp, dp), dtype=torch.float32, device=device),
-               torch.empty((rows, heads, nsp), dtype=torch.float32, device=device))
+               torch.empty((rows, heads, nsp), dtype=torch.float32, device=device),
+               torch.zeros((rows, kv_heads), dtype=torch.int32, device=device))
         _BRAZE_ATTN_SCRATCH[key] = buf
     return buf
 
@@ -171,15 +175,17 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
 
 
 @triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, C, NS, qk_scale,
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
                        V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
                        V_S2: tl.constexpr, V_S3: tl.constexpr,
                        SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
-                       H: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, D: tl.constexpr,
-                       DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
+                       O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
+                       H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
+                       D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
+                       FP32: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
@@ -213,24 +219,29 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, C, NS, qk_scale,
     row = (t * H + heads) * NSP + sp
     tl.store(PL + row, lse, mask=gmask)
     tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
-
-
-@triton.jit
-def _braze_attn_combine(PO, PL, O, NS, O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
-                        H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr):
-    t = tl.program_id(0)
-    h = tl.program_id(1)
-    s = tl.arange(0, NSP)
-    smask = s < NS
-    d = tl.arange(0, DP)
-    dmask = d < D
-    row = (t * H + h) * NSP + s
-    lse = tl.load(PL + row, mask=smask, other=float("-inf"))
-    w = tl.math.exp2(lse - tl.max(lse, 0))
-    w = tl.where(smask, w, 0.0)
-    o = tl.load(PO + row[:, None] * DP + d[None, :], mask=smask[:, None] & dmask[None, :], other=0.0)
-    out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
-    tl.store(O + O_OFF + t.to(tl.int64) * O_ST + (h * D + d) * O_SC, out.to(O.dtype.element_ty), mask=dmask)
+    # every thread's partials are written before the release; the last arrival combines
+    tl.debug_barrier()
+    counter = CNT + t * HKV + kvh
+    arrived = tl.atomic_add(counter, 1, sem="acq_rel")
+    if arrived == NS - 1:
+        tl.atomic_xchg(counter, 0)
+        m = tl.full([GP], -1.0e30, tl.float32)
+        w_sum = tl.zeros([GP], tl.float32)
+        total = tl.zeros([GP, DP], tl.float32)
+        for s in range(0, NS):
+            srow = (t * H + heads) * NSP + s
+            lse_s = tl.load(PL + srow, mask=gmask, other=float("-inf"), cache_modifier=".cg")
+            o_s = tl.load(PO + srow[:, None] * DP + d[None, :], mask=gmask[:, None], other=0.0,
+                          cache_modifier=".cg")
+            m_new = tl.maximum(m, lse_s)
+            alpha = tl.math.exp2(m - m_new)
+            beta = tl.math.exp2(lse_s - m_new)
+            total = total * alpha[:, None] + o_s * beta[:, None]
+            w_sum = w_sum * alpha + beta
+            m = m_new
+        result = total / tl.where(w_sum > 0.0, w_sum, 1.0)[:, None]
+        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + (heads[:, None] * D + d[None, :]) * O_SC,
+                 result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
 
 
@@ -282,12 +293,10 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"        device = {o}.device\n"
         f"        ns = max(1, min({ns_max}, triton.cdiv({DECODE_PROGRAMS_PER_SM} * _braze_sm_count(device), "
         f"T * {hkv})))\n"
-        f"        po, pl = _braze_attn_scratch(device, {decode_rows}, {h}, {nsp}, {dp})\n"
-        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, C, ns, {qk_scale!r}, {common}, "
-        f"H={h}, GROUP={group}, GP={gp}, NSP={nsp}, BN={DECODE_BN}, "
-        f"num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
-        f"        _braze_attn_combine[(T, {h})](po, pl, {o}, ns, O_OFF={out.offset}, O_ST={os_[0]}, "
-        f"O_SC={os_[1]}, H={h}, D={d}, DP={dp}, NSP={nsp}, num_warps=4)\n"
+        f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
+        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, C, ns, {qk_scale!r}, {common}, "
+        f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
+        f"NSP={nsp}, BN={DECODE_BN}, num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
         f"    else:\n"
         f"        _braze_attn_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, GROUP={group}, "
