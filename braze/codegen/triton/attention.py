@@ -225,21 +225,23 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
     arrived = tl.atomic_add(counter, 1, sem="acq_rel")
     if arrived == NS - 1:
         tl.atomic_xchg(counter, 0)
-        m = tl.full([GP], -1.0e30, tl.float32)
-        w_sum = tl.zeros([GP], tl.float32)
-        total = tl.zeros([GP, DP], tl.float32)
-        for s in range(0, NS):
-            srow = (t * H + heads) * NSP + s
-            lse_s = tl.load(PL + srow, mask=gmask, other=float("-inf"), cache_modifier=".cg")
-            o_s = tl.load(PO + srow[:, None] * DP + d[None, :], mask=gmask[:, None], other=0.0,
+        # splits past the context are empty: only the first `used` hold partials. All their loads
+        # are issued at once (static unroll, masked), so the combine costs about one load latency.
+        used = tl.cdiv(n, per)
+        s_idx = tl.arange(0, NSP)
+        srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
+        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=float("-inf"),
                           cache_modifier=".cg")
-            m_new = tl.maximum(m, lse_s)
-            alpha = tl.math.exp2(m - m_new)
-            beta = tl.math.exp2(lse_s - m_new)
-            total = total * alpha[:, None] + o_s * beta[:, None]
-            w_sum = w_sum * alpha + beta
-            m = m_new
-        result = total / tl.where(w_sum > 0.0, w_sum, 1.0)[:, None]
+        w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
+        w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
+        total = tl.zeros([GP, DP], tl.float32)
+        for s in tl.static_range(NSP):
+            w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
+            live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
+            o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
+                          cache_modifier=".cg")
+            total += o_s * w_s[:, None]
+        result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
         tl.store(O + O_OFF + t.to(tl.int64) * O_ST + (heads[:, None] * D + d[None, :]) * O_SC,
                  result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
