@@ -14,7 +14,8 @@ def run_bench(args) -> int:
     args.device = args.device or default_device()
     if args.suite == "models":
         from braze.bench.suite import run_models_suite
-        run_models_suite(device=args.device, out=args.json if args.json != DEFAULT_JSON else "bench/results/latest-cuda.json")
+        run_models_suite(args.models, device=args.device, peers=args.peers, merge=args.merge,
+                         out=args.json if args.json != DEFAULT_JSON else "bench/results/latest-cuda.json")
         return 0
     console = Console(stderr=True)
     result = run_llm_bench(args.model, args.device, args.dtype, args.prompt_len, args.new_tokens, args.repeats,

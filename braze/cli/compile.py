@@ -37,5 +37,9 @@ def run_compile(args) -> int:
             step("generating C++")
             from braze.codegen.cpp import emit_program
             text = emit_program(program)
+        elif args.ir == "triton":  # the source is generated without a GPU; running it needs one
+            step("generating Triton")
+            from braze.codegen.triton import emit_module
+            text = emit_module(program)
     print(text)
     return 0

@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile a model and print an IR level")
     _model_args(comp)
-    comp.add_argument("--ir", default="kernel", choices=["graph", "kernel", "cpp"],
-                      help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++")
+    comp.add_argument("--ir", default="kernel", choices=["graph", "kernel", "cpp", "triton"],
+                      help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++; triton: generated Triton")
     comp.add_argument("--dump-dir", help="write the IR after every pass into this folder")
 
     bench = sub.add_parser("bench", help="prefill and decode tokens/s: braze vs transformers, same weights")
@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--suite", default="model", choices=["model", "models"],
                        help="model: --model against transformers; models: the GPU suite of real-config models "
                             "against PyTorch eager, torch.compile and transformers")
+    bench.add_argument("--models", default=None,
+                       help="with --suite models: a comma-separated subset (default: all five)")
+    bench.add_argument("--peers", default="braze,eager,compile,hf",
+                       help="with --suite models: a comma-separated subset of braze,eager,compile,hf")
+    bench.add_argument("--merge", action="store_true",
+                       help="with --suite models: keep the other models already in the results file")
     return parser
 
 

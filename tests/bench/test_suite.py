@@ -11,6 +11,7 @@ from braze.bench.suite import PEERS, decode_bytes_per_token, run_models_suite
 from braze.bench.suite.checkpoint import load_state_dict, make_checkpoint
 from braze.bench.suite.configs import MODEL_CONFIGS, tiny_config
 from braze.bench.suite.reference_model import Transformer, generate
+from braze.errors import InvalidArgumentError
 from braze.frontend.hf import config_from_dict
 from braze.models.config import expected_weight_shapes
 
@@ -120,9 +121,9 @@ def test_a_failing_peer_records_an_error_and_the_run_goes_on(tmp_path, monkeypat
 
 
 def test_unknown_peer_or_model_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="choose from: tinyllama-1.1b"):
         run_models_suite(["gpt-5"], out=None, say=lambda *_: None)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="vllm"):
         run_models_suite(peers="vllm", out=None, say=lambda *_: None)
     assert PEERS == ("braze", "eager", "compile", "hf")
 

@@ -54,6 +54,8 @@ def test_compile_prints_every_ir_level(tiny_checkpoints, tmp_path):
     assert dumps[0] == "00-input.txt" and any("fuse_into_kernels" in d for d in dumps) and len(dumps) >= 10
     cpp = braze_cli("compile", "--model", model, "--ir", "cpp", "--max-model-len", "64")
     assert cpp.returncode == 0 and 'extern "C" void braze_run' in cpp.stdout
+    triton = braze_cli("compile", "--model", model, "--ir", "triton", "--max-model-len", "64")
+    assert triton.returncode == 0 and "@triton.jit" in triton.stdout and "def run(b, s):" in triton.stdout
 
 
 def test_bench_writes_json(tiny_checkpoints, tmp_path):
@@ -121,3 +123,10 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_bad_sampling_parameter(tiny_checkpoints):
     r = braze_cli("generate", "--model", str(tiny_checkpoints["llama"]), "--prompt", "hi", "--top-p", "0")
     assert_one_line_error(r, "top_p")
+
+
+def test_bench_suite_unknown_model_or_peer_is_one_line():
+    assert_one_line_error(braze_cli("bench", "--suite", "models", "--models", "gpt-5", "--device", "cpu"),
+                          "gpt-5", "llama-3-8b")
+    assert_one_line_error(braze_cli("bench", "--suite", "models", "--peers", "braze,vllm", "--device", "cpu"),
+                          "vllm", "compile")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from braze.bench.suite.configs import DEFAULT_MODELS, MODEL_CONFIGS
+from braze.errors import InvalidArgumentError
 from braze.bench.suite.report import print_table
 
 PEERS = ("braze", "eager", "compile", "hf")
@@ -57,7 +58,7 @@ def _models(models) -> list[tuple[str, dict]]:
     for m in models:
         if isinstance(m, str):
             if m not in MODEL_CONFIGS:
-                raise ValueError(f"unknown model {m!r}; choose from: {', '.join(MODEL_CONFIGS)}")
+                raise InvalidArgumentError(f"unknown model {m!r}; choose from: {', '.join(MODEL_CONFIGS)}")
             out.append((m, MODEL_CONFIGS[m]))
         else:
             out.append((m[0], dict(m[1])))
@@ -208,7 +209,7 @@ def run_models_suite(models=None, dtype: str = "bfloat16", device: str = "cuda",
     peers = tuple(p.strip() for p in (peers.split(",") if isinstance(peers, str) else peers))
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; choose from: {', '.join(PEERS)}")
+        raise InvalidArgumentError(f"unknown peer(s) {unknown}; choose from: {', '.join(PEERS)}")
     model_list = _models(models)
     result = {"device": _device_name(device), **_versions(), "dtype": dtype, "prompt_len": prompt_len,
               "new_tokens": new_tokens, "prefill_len": prefill_len, "repeats": repeats, "peers": list(peers)}
