@@ -350,14 +350,14 @@ class _Gen:
                 "EVEN_K: tl.constexpr, ONE_PASS: tl.constexpr):",
                 "    pid_n = tl.program_id(0)",
                 "    pid_k = tl.program_id(1)"]
-        body = self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
+        body = ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
+                "    k_lo = pid_k * K_CHUNK"] + self.prefetch_lines() + ["    # PDL_WAIT"]
+        body += self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
         two_pass = self.reductions(em)
-        body += ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
-                 "    if BLOCK_M == 1:",
+        body += ["    if BLOCK_M == 1:",
                  "        acc2 = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)",
                  "    else:",
-                 "        acc2 = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)",
-                 "    k_lo = pid_k * K_CHUNK"]
+                 "        acc2 = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)"]
         update = ("if BLOCK_M == 1:\n    acc2 += a * b.to(tl.float32)\n"
                   f"else:\n    acc2 += {self.dot()}")
         two_pass += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update})
@@ -380,6 +380,19 @@ class _Gen:
                  "    else:"]
         body += self.epilogue_store(em, "acc", "        ")
         return "\n".join(head + body) + "\n"
+
+    def prefetch_lines(self) -> list[str]:
+        """With programmatic dependent launch (module.PDL) these become code: the program's first
+        weight chunk, one 128-byte line at a time, is pulled into L2 while the kernel before this
+        one still runs (weights are constants, so nothing needs to wait for it)."""
+        step = 128 // ELEM_BYTES.get(self.wdtype, 4)  # elements per 128-byte line
+        sbk = self.bview.strides[1]
+        if sbk != 1:
+            return []
+        return [f"    # PDL_PREFETCH if BLOCK_K >= {step}:",
+                f"    # PDL_PREFETCH     pf = bp + tl.minimum(k_lo + tl.arange(0, BLOCK_K // {step}) * {step}, K - 1)[None, :]",
+                '    # PDL_PREFETCH     tl.inline_asm_elementwise("prefetch.global.L2 [$1];", "=r,l", [pf], '
+                "dtype=tl.int32, is_pure=False, pack=1)"]
 
     def splitk(self) -> str:
         em = ExprEmitter(lambda i: "", "    ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,13 @@ import triton.language as tl
 from triton.language.extra import libdevice  # noqa: F401  (pow)
 
 '''
+
+
+# Programmatic dependent launch (Hopper and newer): each kernel lets the next one's programs start
+# while its own last programs run, and waits (griddepcontrol.wait) for it before touching memory.
+# Off by default until measured; BRAZE_PDL=1 or braze.codegen.triton.module.PDL = True turns it on.
+PDL = os.environ.get("BRAZE_PDL") == "1"
+PDL_PREFETCH = True  # with PDL: GEMVs pull their first weight chunk into L2 before they wait
 
 
 @dataclass
@@ -83,12 +91,59 @@ def emit_module(program: Program) -> str:
         launchers.append(f"def launch_{kernel.name}(b, s):\n    # {sources}\n"
                          + emitted.launch.replace("KERNEL", fn))
     parts = [HEADER.format(name=program.name, count=len(program.kernels), unique=len(functions))]
-    parts += list(helpers)
-    parts += [jit.replace("KERNEL", name) for jit, name in functions.items()]
+    jits = list(helpers) + [jit.replace("KERNEL", name) for jit, name in functions.items()]
+    if PDL and _pdl_supported():
+        launched = set(re.findall(r"(\w+)\[", "".join(launchers)))
+        jits = [_wait_for_previous_kernel(src, launched) for src in jits]
+        launchers = [text.replace("num_warps=", "launch_pdl=True, num_warps=") for text in launchers]
+    parts += jits
     parts += launchers
     calls = "\n".join(f"    launch_{k.name}(b, s)" for k in program.kernels) or "    pass"
     parts.append(f"def run(b, s):\n{calls}\n")
     return "\n\n".join(p.rstrip() + "\n" for p in parts)
+
+
+def _pdl_supported() -> bool:
+    import torch
+    return (os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available()
+            and torch.cuda.get_device_capability()[0] >= 9)
+
+
+WAIT_LINES = ["tl.extra.cuda.gdc_wait()", "tl.extra.cuda.gdc_launch_dependents()"]
+
+
+def _wait_for_previous_kernel(source: str, launched: set[str]) -> str:
+    """Make every launched @triton.jit function of `source` wait (griddepcontrol.wait: the kernel
+    before it has finished and its writes are visible) before it touches memory, then let the next
+    kernel's programs start (launch_dependents). The wait goes where the function has a
+    `# PDL_WAIT` line, else first; `# PDL_PREFETCH ` lines before it (reads of constants, such as
+    a GEMV pulling its weights into L2) become code, so they overlap the previous kernel's tail."""
+    chunks = re.split(r"(?m)^(?=@triton\.jit)", source)
+    out = []
+    for chunk in chunks:
+        match = re.search(r"(?m)^def (\w+)\(", chunk)
+        if not match or match.group(1) not in launched:
+            out.append(chunk)
+            continue
+        lines = chunk.split("\n")
+        if any(line.strip() == "# PDL_WAIT" for line in lines):
+            new = []
+            for line in lines:
+                indent = line[: len(line) - len(line.lstrip())]
+                if line.strip() == "# PDL_WAIT":
+                    new += [indent + w for w in WAIT_LINES]
+                elif line.strip().startswith("# PDL_PREFETCH "):
+                    if PDL_PREFETCH:
+                        new.append(indent + line.strip()[len("# PDL_PREFETCH "):])
+                else:
+                    new.append(line)
+            lines = new
+        else:
+            start = next(i for i, line in enumerate(lines) if line.startswith(f"def {match.group(1)}("))
+            end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(":"))
+            lines[end + 1:end + 1] = ["    " + w for w in WAIT_LINES]
+        out.append("\n".join(lines))
+    return "".join(out)
 
 
 def cache_root() -> Path:
