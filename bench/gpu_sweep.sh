@@ -12,7 +12,7 @@ for step in $steps; do
   case $step in
     tests)   timeout 200 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
     kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40 ;;
-    sweep)   timeout 240 python3 bench/kernels/gemv_sweep.py --budget-s 200 --out "$OUT/gemv-sweep.json" 2>&1 | tail -40 ;;
+    sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
     attention)
              timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;

@@ -44,11 +44,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--context", type=int, default=256)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--pdl", action="store_true", help="programmatic dependent launch between kernels")
-    ap.add_argument("--no-prefetch", action="store_true", help="with --pdl: no GEMV weight prefetch before the wait")
+    ap.add_argument("--no-pdl", action="store_true", help="no programmatic dependent launch between kernels")
     args = ap.parse_args(argv)
     import braze.codegen.triton.module as triton_module
-    triton_module.PDL, triton_module.PDL_PREFETCH = args.pdl, not args.no_prefetch
+    triton_module.PDL = not args.no_pdl
     config = ModelConfig(**{**TINYLLAMA.__dict__, "num_layers": args.layers})
     weights = random_weights(config)
     weight_bytes = sum(w.numel() * w.element_size() for w in weights.values())
@@ -87,7 +86,7 @@ def main(argv=None) -> dict:
     for e in prof.key_averages():
         if e.device_type.name == "CUDA" or getattr(e, "device_time_total", 0):
             kernels[e.key] = (getattr(e, "device_time_total", 0.0), e.count)
-    result = {"layers": config.num_layers, "context": ctx, "pdl": args.pdl, "prefetch": args.pdl and not args.no_prefetch, "compile_s": compile_s,
+    result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl, "compile_s": compile_s,
               "weight_bytes": weight_bytes, "step_bytes": step_bytes, "copy_TBps": bandwidth / 1e12,
               "roofline_ms": step_bytes / bandwidth * 1e3, "graph_step_ms": step_sync * 1e3,
               "pipelined_step_ms": pipelined * 1e3,

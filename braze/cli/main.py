@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="compile a model and print an IR level")
     _model_args(comp)
     comp.add_argument("--ir", default="kernel", choices=["graph", "kernel", "cpp", "triton"],
-                      help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++; triton: generated Triton")
+                      help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++; "
+                           "triton: generated Triton")
     comp.add_argument("--dump-dir", help="write the IR after every pass into this folder")
 
     bench = sub.add_parser("bench", help="prefill and decode tokens/s: braze vs transformers, same weights")

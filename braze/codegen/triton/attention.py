@@ -230,7 +230,7 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
         used = tl.cdiv(n, per)
         s_idx = tl.arange(0, NSP)
         srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
-        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=float("-inf"),
+        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
                           cache_modifier=".cg")
         w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
         w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)

@@ -250,8 +250,6 @@ class _Gen:
             init = "0.0" if op == "sum" else "float('-inf')"
             lines.append(f"        red{j} = tl.full([BLOCK_M, 1], {init}, tl.float32)")
         self.reds = [f"red{j}" for j in range(len(self.k.reductions))]
-        sbk = self.bview.strides[1]
-        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
         lines.append("        if EVEN_K:")
         for masked in (False, True):
             if masked:
@@ -266,14 +264,19 @@ class _Gen:
             lines += em.lines
             lines += [self._fold(j, op, v, masked, ind + "    ")
                       for j, ((op, _), v) in enumerate(zip(self.k.reductions, values))]
-            if masked:
-                lines.append(f"{ind}    a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)")
-                lines.append(f"{ind}    b = tl.load(bp + {bcol}, mask=kmask, other=0.0)")
-            else:
-                lines.append(f"{ind}    a = {_full(a, '(BLOCK_M, BLOCK_K)')}")
-                lines.append(f"{ind}    b = tl.load(bp + {bcol})")
-            lines += [f"{ind}    {u}" for u in update.split("\n")]
+            lines += self._chunk_product(a, masked, update, ind + "    ")
         return lines
+
+    def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
+        """The A chunk from prologue value `a`, the B chunk [BN, BK], then `update` accumulates."""
+        sbk = self.bview.strides[1]
+        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
+        if masked:
+            lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)",
+                     f"{indent}b = tl.load(bp + {bcol}, mask=kmask, other=0.0)"]
+        else:
+            lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}", f"{indent}b = tl.load(bp + {bcol})"]
+        return lines + [f"{indent}{u}" for u in update.split("\n")]
 
     def b_pointer(self) -> str:
         sbn = self.bview.strides[0]
@@ -282,8 +285,6 @@ class _Gen:
 
     def main_loop(self, em: ExprEmitter, lo: str, hi: str, update: dict[bool, str]) -> list[str]:
         """The K loop: A chunk by the prologue, B chunk [BN, BK], `update` accumulates."""
-        sbk = self.bview.strides[1]
-        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
         lines = ["    if EVEN_K:"]
         for masked in (False, True):
             if masked:
@@ -294,14 +295,7 @@ class _Gen:
             em.forget_loads()
             em.lines = []
             a = em.emit(self.prologue, rowreds=self.reds)
-            lines += em.lines
-            if masked:
-                lines.append(f"{ind}    a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)")
-                lines.append(f"{ind}    b = tl.load(bp + {bcol}, mask=kmask, other=0.0)")
-            else:
-                lines.append(f"{ind}    a = {_full(a, '(BLOCK_M, BLOCK_K)')}")
-                lines.append(f"{ind}    b = tl.load(bp + {bcol})")
-            lines += [f"{ind}    {u}" for u in update[masked].split("\n")]
+            lines += em.lines + self._chunk_product(a, masked, update[masked], ind + "    ")
         return lines
 
     def dot(self) -> str:
@@ -351,7 +345,7 @@ class _Gen:
                 "    pid_n = tl.program_id(0)",
                 "    pid_k = tl.program_id(1)"]
         body = ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
-                "    k_lo = pid_k * K_CHUNK"] + self.prefetch_lines() + ["    # PDL_WAIT"]
+                "    k_lo = pid_k * K_CHUNK"]
         body += self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
         two_pass = self.reductions(em)
         body += ["    if BLOCK_M == 1:",
@@ -380,19 +374,6 @@ class _Gen:
                  "    else:"]
         body += self.epilogue_store(em, "acc", "        ")
         return "\n".join(head + body) + "\n"
-
-    def prefetch_lines(self) -> list[str]:
-        """With programmatic dependent launch (module.PDL) these become code: the program's first
-        weight chunk, one 128-byte line at a time, is pulled into L2 while the kernel before this
-        one still runs (weights are constants, so nothing needs to wait for it)."""
-        step = 128 // ELEM_BYTES.get(self.wdtype, 4)  # elements per 128-byte line
-        sbk = self.bview.strides[1]
-        if sbk != 1:
-            return []
-        return [f"    # PDL_PREFETCH if BLOCK_K >= {step}:",
-                f"    # PDL_PREFETCH     pf = bp + tl.minimum(k_lo + tl.arange(0, BLOCK_K // {step}) * {step}, K - 1)[None, :]",
-                '    # PDL_PREFETCH     tl.inline_asm_elementwise("prefetch.global.L2 [$1];", "=r,l", [pf], '
-                "dtype=tl.int32, is_pure=False, pack=1)"]
 
     def splitk(self) -> str:
         em = ExprEmitter(lambda i: "", "    ")

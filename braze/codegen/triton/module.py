@@ -31,9 +31,9 @@ from triton.language.extra import libdevice  # noqa: F401  (pow)
 
 # Programmatic dependent launch (Hopper and newer): each kernel lets the next one's programs start
 # while its own last programs run, and waits (griddepcontrol.wait) for it before touching memory.
-# Off by default until measured; BRAZE_PDL=1 or braze.codegen.triton.module.PDL = True turns it on.
-PDL = os.environ.get("BRAZE_PDL") == "1"
-PDL_PREFETCH = True  # with PDL: GEMVs pull their first weight chunk into L2 before they wait
+# TinyLlama-1.1B decode step on an H100: 1.218 -> 1.107 ms (bench/NOTES.md). BRAZE_PDL=0 or
+# braze.codegen.triton.module.PDL = False turns it off.
+PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 
 
 @dataclass
@@ -113,37 +113,19 @@ WAIT_LINES = ["tl.extra.cuda.gdc_wait()", "tl.extra.cuda.gdc_launch_dependents()
 
 
 def _wait_for_previous_kernel(source: str, launched: set[str]) -> str:
-    """Make every launched @triton.jit function of `source` wait (griddepcontrol.wait: the kernel
-    before it has finished and its writes are visible) before it touches memory, then let the next
-    kernel's programs start (launch_dependents). The wait goes where the function has a
-    `# PDL_WAIT` line, else first; `# PDL_PREFETCH ` lines before it (reads of constants, such as
-    a GEMV pulling its weights into L2) become code, so they overlap the previous kernel's tail."""
-    chunks = re.split(r"(?m)^(?=@triton\.jit)", source)
-    out = []
-    for chunk in chunks:
-        match = re.search(r"(?m)^def (\w+)\(", chunk)
-        if not match or match.group(1) not in launched:
-            out.append(chunk)
-            continue
-        lines = chunk.split("\n")
-        if any(line.strip() == "# PDL_WAIT" for line in lines):
-            new = []
-            for line in lines:
-                indent = line[: len(line) - len(line.lstrip())]
-                if line.strip() == "# PDL_WAIT":
-                    new += [indent + w for w in WAIT_LINES]
-                elif line.strip().startswith("# PDL_PREFETCH "):
-                    if PDL_PREFETCH:
-                        new.append(indent + line.strip()[len("# PDL_PREFETCH "):])
-                else:
-                    new.append(line)
-            lines = new
-        else:
-            start = next(i for i, line in enumerate(lines) if line.startswith(f"def {match.group(1)}("))
-            end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(":"))
-            lines[end + 1:end + 1] = ["    " + w for w in WAIT_LINES]
-        out.append("\n".join(lines))
-    return "".join(out)
+    """Start every launched @triton.jit function of `source` with griddepcontrol.wait (the kernel
+    before it has finished and its writes are visible) and launch_dependents (the next kernel's
+    programs may start as soon as this kernel's last ones have); device helpers are left alone."""
+    out, waiting_for_body = [], False
+    for line in source.split("\n"):
+        out.append(line)
+        match = re.match(r"def (\w+)\(", line)
+        if match and match.group(1) in launched:
+            waiting_for_body = True
+        if waiting_for_body and line.rstrip().endswith(":"):
+            out += ["    " + w for w in WAIT_LINES]
+            waiting_for_body = False
+    return "\n".join(out)
 
 
 def cache_root() -> Path:
