@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# Without a GPU, Triton kernels run in Triton's interpreter. Set it before anything imports triton
+# (transformers does, through torch._dynamo): when the model tests ran before the Triton ones, a
+# kernel module then failed inside the interpreter ("Cannot call @triton.jit'd outside of the
+# scope of a kernel").
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # `make test` installs braze editable; a bare `.venv/bin/pytest` (importlib mode) would not find it.
 if importlib.util.find_spec("braze") is None:

@@ -7,6 +7,8 @@ that consumes it. Rules, in the spirit of Inductor's can_fuse:
     that consumer is a linear's input, it becomes the matmul's prologue (RMSNorm, SiLU*mul);
   - a linear whose only consumer is pointwise of the same shape is inlined as that kernel's
     anchor: the pointwise chain is its epilogue (bias, residual add, activation);
+  - a computed value whose only use is a concat (directly or through reshapes) is written by its
+    own kernel straight into its slice of the concat's buffer (Qwen3's normalised q and k);
   - gather, rope, kv_store, attention and graph outputs are always materialized.
 Fusion is optimistic: a kernel that turns out illegal (two matmuls, mismatched reduction rows)
 demotes the offending node to a buffer and fusion runs again.
@@ -55,10 +57,28 @@ class _Fusion:
             return False  # a cast is cheaper to recompute in each consumer than to store (bf16 RMSNorm)
         if len(users) != 1:
             return True
+        if self.concat_part(n) is not None:
+            return False  # its kernel writes into the concat's buffer
         u = users[0]
         if n.op == "linear":
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
         return not self._inlinable_into(n, u)
+
+    def concat_part(self, n: Node) -> Node | None:
+        """The concat input (n itself, or reshapes of it) through which n's only use is a concat, when
+        n is computed by a fused kernel (pointwise, reduction or linear) that can write there."""
+        if n.op not in POINTWISE_OPS + REDUCTION_OPS + ("linear",) or id(n) in self.forced or id(n) in self.outputs:
+            return None
+        part = n
+        while True:
+            users = self.users.get(id(part), [])
+            if len(users) != 1 or id(part) in self.outputs:
+                return None
+            if users[0].op == "concat":
+                return part if users[0].inputs.count(part) == 1 else None
+            if users[0].op != "reshape":
+                return None
+            part = users[0]
 
     @staticmethod
     def _inlinable_into(n: Node, u: Node) -> bool:
@@ -166,24 +186,40 @@ def _anchor_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
 
 
 def _concat_kernels(f: _Fusion, n: Node, index: int) -> list[Kernel]:
-    """A runtime concat is one copy kernel per input, each writing its slice of the output."""
+    """A runtime concat: each input's kernel writes its slice of the output, or (inputs that are
+    buffers already) one copy kernel per input does."""
     out, axis, start, kernels = f.buffer_of(n), n.attr("axis"), 0, []
     for i, part in enumerate(n.inputs):
         stop = start + part.shape[axis]
         target = slice_view(full_view(out.name, out.shape), axis, start, stop)
-        kb = _KernelBuilder(f)
-        body = kb.load(part, part.shape)
-        kernels.append(Kernel(f"k{index + i}_pointwise", "pointwise", tuple(kb.operands), target, expr=body,
-                              sources=("concat",)))
+        producer = _producer_written_into(f, part)
+        if producer is not None:
+            kernels.append(_fused_kernel(f, producer, index + i, reshape_view(target, producer.shape)))
+        else:
+            kb = _KernelBuilder(f)
+            body = kb.load(part, part.shape)
+            kernels.append(Kernel(f"k{index + i}_pointwise", "pointwise", tuple(kb.operands), target, expr=body,
+                                  sources=("concat",)))
         start = stop
     return kernels
 
 
-def _fused_kernel(f: _Fusion, root: Node, index: int) -> Kernel:
+def _producer_written_into(f: _Fusion, part: Node) -> Node | None:
+    """The node under `part` (through reshapes) whose kernel writes straight into the concat."""
+    node = part
+    while node.op == "reshape":
+        node = node.inputs[0]
+    return node if f.concat_part(node) is part else None
+
+
+def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = None) -> Kernel:
+    """The kernel computing root, writing its own buffer or (a concat part) `out_view`."""
     epilogue, prologue = _inlined_region(f, root)
     anchors = [n for n in epilogue if n.op == "linear"]
     reductions = [n for n in epilogue if n.op in REDUCTION_OPS]
-    out = f.buffer_of(root)
+    if out_view is None:
+        out = f.buffer_of(root)
+        out_view = full_view(out.name, out.shape)
     sources = tuple(n.op for n in reversed(prologue)) + tuple(n.op for n in reversed(epilogue))
     kb = _KernelBuilder(f)
     if anchors:
@@ -202,7 +238,7 @@ def _fused_kernel(f: _Fusion, root: Node, index: int) -> Kernel:
         kb.operands.append(f.view_of(w))
         weight_index = len(kb.operands) - 1
         epilogue_expr = kb.expr(root, root.shape, is_root=True)
-        return Kernel(f"k{index}_matmul", "matmul", tuple(kb.operands), full_view(out.name, out.shape),
+        return Kernel(f"k{index}_matmul", "matmul", tuple(kb.operands), out_view,
                       expr=epilogue_expr, prologue=prologue_expr, reductions=prologue_reductions,
                       attrs=(("weight", weight_index),), sources=sources)
     if reductions:
@@ -213,11 +249,10 @@ def _fused_kernel(f: _Fusion, root: Node, index: int) -> Kernel:
         if root.shape not in (domain, domain[:-1] + (1,)):
             raise _Demote(reductions[0])
         body = kb.expr(root, domain, is_root=True)
-        return Kernel(f"k{index}_reduction", "reduction", tuple(kb.operands), full_view(out.name, out.shape),
+        return Kernel(f"k{index}_reduction", "reduction", tuple(kb.operands), out_view,
                       expr=body, reductions=tuple(kb.reductions), sources=sources)
     body = kb.expr(root, root.shape, is_root=True)
-    return Kernel(f"k{index}_pointwise", "pointwise", tuple(kb.operands), full_view(out.name, out.shape),
-                  expr=body, sources=sources)
+    return Kernel(f"k{index}_pointwise", "pointwise", tuple(kb.operands), out_view, expr=body, sources=sources)
 
 
 def _build(graph: Graph, forced: set[int]) -> Program:

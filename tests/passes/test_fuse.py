@@ -165,7 +165,7 @@ def test_rms_norm_alone_is_one_reduction_kernel_and_sum_keepdim():
     assert p.kernels[1].output.shape == ("T", 1)
 
 
-def test_runtime_concat_is_copy_kernels_into_slices():
+def test_runtime_concat_computes_into_its_slices_and_copies_buffers():
     p = compile_and_check("""
         %x = input() {name="x"} : f32[T, 4]
         %y = input() {name="y"} : f32[T, 3]
@@ -173,12 +173,29 @@ def test_runtime_concat_is_copy_kernels_into_slices():
         %1 = concat(%0, %y) {axis=1} : f32[T, 7]
         %2 = sum(%1) : f32[T, 1]
         return y=%2""")
-    assert [k.kind for k in p.kernels] == ["pointwise", "pointwise", "pointwise", "reduction"]
-    exp, copy0, copy1, _ = p.kernels
-    assert copy0.output.buffer == copy1.output.buffer
-    assert [k.output.offset for k in (copy0, copy1)] == [0, 4]
-    assert [k.output.strides for k in (copy0, copy1)] == [(7, 1), (7, 1)]
-    assert copy0.operands[0].buffer == exp.output.buffer
+    assert [k.kind for k in p.kernels] == ["pointwise", "pointwise", "reduction"]
+    exp, copy, _ = p.kernels  # exp writes its slice of the concat; the input y is copied into the other
+    assert exp.output.buffer == copy.output.buffer
+    assert [k.output.offset for k in (exp, copy)] == [0, 4]
+    assert [k.output.strides for k in (exp, copy)] == [(7, 1), (7, 1)]
+    assert exp.expr.op == "exp" and copy.expr.op == "load" and copy.operands[0].buffer == "y"
+
+
+def test_a_normalised_head_view_is_computed_into_the_concat():
+    """Qwen3's q norm: rms over each head of a [T, H, D] view, reshaped back, then concatenated."""
+    p = compile_and_check("""
+        %x = input() {name="x"} : f32[T, 12]
+        %v = input() {name="v"} : f32[T, 6]
+        %n = weight() {name="n"} : f32[6]
+        %0 = reshape(%x) {shape=["T", 2, 6]} : f32[T, 2, 6]
+        %1 = rms_norm(%0, %n) {eps=1e-06} : f32[T, 2, 6]
+        %2 = reshape(%1) {shape=["T", 12]} : f32[T, 12]
+        %3 = concat(%2, %v) {axis=1} : f32[T, 18]
+        %4 = exp(%3) : f32[T, 18]
+        return y=%4""", weights={"n": torch.rand(6) + 0.5})
+    assert [k.kind for k in p.kernels] == ["reduction", "pointwise", "pointwise"]
+    norm = p.kernels[0]
+    assert norm.output.shape == ("T", 2, 6) and norm.output.strides == (18, 6, 1)
 
 
 def test_two_matmuls_in_one_region_demote_one_into_its_own_kernel():
