@@ -105,6 +105,11 @@ def _full(value: str, shape: str) -> str:
     return f"tl.full({shape}, {value}, tl.float32)"
 
 
+def _init(op: str) -> str:
+    """The identity of a reduction's fold."""
+    return "0.0" if op == "sum" else "float('-inf')"
+
+
 def _weight_index(kernel: Kernel) -> int:
     w = kernel.attr("weight")
     return len(kernel.operands) - 1 if w is None else int(w)
@@ -210,24 +215,29 @@ class _Gen:
                 f"{indent}    kk = tl.max_contiguous(tl.multiple_of(k0 + tl.arange(0, BLOCK_K), BLOCK_K), BLOCK_K)[None, :]"] \
             + ([f"{indent}    kmask = kk < K"] if masked else [])
 
+    def k_loops(self, em: ExprEmitter, indent: str, lo: str, hi: str, body) -> list[str]:
+        """`if EVEN_K:` an unmasked loop over the K chunks [lo, hi), `else:` a masked one; for each,
+        body(masked, indent) returns the loop body's lines (em is set up for that loop's loads)."""
+        lines = [f"{indent}if EVEN_K:"]
+        for masked in (False, True):
+            if masked:
+                lines.append(f"{indent}else:")
+            lines += self.kloop_head(indent + "    ", lo, hi, masked)
+            em.indent, em.load = indent + "        ", self._a_load(masked)
+            em.forget_loads()
+            em.lines = []
+            lines += body(masked, indent + "        ")
+        return lines
+
     def reductions(self, em: ExprEmitter) -> list[str]:
         """One pass over K per reduction (a later one may read an earlier one); red{j} [BM, 1]."""
         lines, reds = [], []
         for j, (op, body) in enumerate(self.k.reductions):
-            init = "0.0" if op == "sum" else "float('-inf')"
-            lines.append(f"    red{j} = tl.full([BLOCK_M, 1], {init}, tl.float32)")
-            lines.append("    if EVEN_K:")
-            for masked in (False, True):
-                if masked:
-                    lines.append("    else:")
-                ind = "        "
-                lines += self.kloop_head(ind, "0", "K", masked)
-                em.indent, em.load = ind + "    ", self._a_load(masked)
-                em.forget_loads()
-                em.lines = []
+            def fold(masked, indent, j=j, op=op, body=body):
                 v = em.emit(body, rowreds=reds)
-                lines += em.lines
-                lines.append(self._fold(j, op, v, masked, ind + "    "))
+                return em.lines + [self._fold(j, op, v, masked, indent)]
+            lines.append(f"    red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)")
+            lines += self.k_loops(em, "    ", "0", "K", fold)
             reds.append(f"red{j}")
         self.reds = reds
         return lines
@@ -235,9 +245,8 @@ class _Gen:
     @staticmethod
     def _fold(j: int, op: str, v: str, masked: bool, indent: str) -> str:
         """red{j} <- red{j} (+ or max) the fold of chunk value v over the chunk's columns."""
-        init = "0.0" if op == "sum" else "float('-inf')"
         if masked:
-            v = f"tl.where(kmask, {v}, {init})"
+            v = f"tl.where(kmask, {v}, {_init(op)})"
         fold = "tl.sum" if op == "sum" else "tl.max"
         comb = f"red{j} + " if op == "sum" else f"tl.maximum(red{j}, "
         close = "" if op == "sum" else ")"
@@ -245,27 +254,16 @@ class _Gen:
 
     def one_pass_loop(self, em: ExprEmitter, update: str) -> list[str]:
         """The K loop of a factored prologue: A = rest(m, k), the reductions folded chunk by chunk."""
-        lines = []
-        for j, (op, _) in enumerate(self.k.reductions):
-            init = "0.0" if op == "sum" else "float('-inf')"
-            lines.append(f"        red{j} = tl.full([BLOCK_M, 1], {init}, tl.float32)")
         self.reds = [f"red{j}" for j in range(len(self.k.reductions))]
-        lines.append("        if EVEN_K:")
-        for masked in (False, True):
-            if masked:
-                lines.append("        else:")
-            ind = "            "
-            lines += self.kloop_head(ind, "k_lo", "k_lo + K_CHUNK", masked)
-            em.indent, em.load = ind + "    ", self._a_load(masked)
-            em.forget_loads()
-            em.lines = []
+
+        def body(masked, indent):
             a = em.emit(self.rest)
-            values = [em.emit(body) for _, body in self.k.reductions]
-            lines += em.lines
-            lines += [self._fold(j, op, v, masked, ind + "    ")
-                      for j, ((op, _), v) in enumerate(zip(self.k.reductions, values))]
-            lines += self._chunk_product(a, masked, update, ind + "    ")
-        return lines
+            values = [em.emit(b) for _, b in self.k.reductions]
+            folds = [self._fold(j, op, v, masked, indent) for j, ((op, _), v) in enumerate(zip(self.k.reductions, values))]
+            return em.lines + folds + self._chunk_product(a, masked, update, indent)
+        inits = [f"        red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)"
+                 for j, (op, _) in enumerate(self.k.reductions)]
+        return inits + self.k_loops(em, "        ", "k_lo", "k_lo + K_CHUNK", body)
 
     def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
         """The A chunk from prologue value `a`, the B chunk [BN, BK], then `update` accumulates."""
@@ -285,18 +283,10 @@ class _Gen:
 
     def main_loop(self, em: ExprEmitter, lo: str, hi: str, update: dict[bool, str]) -> list[str]:
         """The K loop: A chunk by the prologue, B chunk [BN, BK], `update` accumulates."""
-        lines = ["    if EVEN_K:"]
-        for masked in (False, True):
-            if masked:
-                lines.append("    else:")
-            ind = "        "
-            lines += self.kloop_head(ind, lo, hi, masked)
-            em.indent, em.load = ind + "    ", self._a_load(masked)
-            em.forget_loads()
-            em.lines = []
+        def body(masked, indent):
             a = em.emit(self.prologue, rowreds=self.reds)
-            lines += em.lines + self._chunk_product(a, masked, update[masked], ind + "    ")
-        return lines
+            return em.lines + self._chunk_product(a, masked, update[masked], indent)
+        return self.k_loops(em, "    ", lo, hi, body)
 
     def dot(self) -> str:
         prec = ', input_precision="ieee"' if self.wdtype == "float32" else ""
