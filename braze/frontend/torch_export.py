@@ -63,14 +63,16 @@ class _Importer:
         return make("add", (y, bias)) if bias is not None else y
 
     # -- composites written with Graph IR ops ---------------------------------------------------
-    def layer_norm(self, x: Node, shape, w: Node | None, bias: Node | None, eps: float) -> Node:
+    def layer_norm(self, x: Node, shape, w: Node | None, bias: Node | None, eps: float) -> tuple[Node, Node, Node]:
+        """(normalised x, mean, rstd): aten.native_layer_norm's three results."""
         if list(shape) != [x.shape[-1]]:
             raise UnsupportedOpError(f"layer_norm over {list(shape)}: braze normalises the last dim only")
-        centered = make("sub", (x, make("mean", (x,))))
-        var = make("mean", (make("mul", (centered, centered)),))
-        y = make("mul", (centered, make("rsqrt", (make("add", (var, self.const(eps, x))),))))
+        mean = make("mean", (x,))
+        centered = make("sub", (x, mean))
+        rstd = make("rsqrt", (make("add", (make("mean", (make("mul", (centered, centered)),)), self.const(eps, x))),))
+        y = make("mul", (centered, rstd))
         y = make("mul", (y, w)) if w is not None else y
-        return make("add", (y, bias)) if bias is not None else y
+        return (make("add", (y, bias)) if bias is not None else y), mean, rstd
 
     def gelu(self, x: Node, approximate: str = "none") -> Node:
         if approximate == "none":
@@ -181,7 +183,8 @@ def _rules(im: _Importer) -> dict[Any, Callable]:
         aten._softmax.default: lambda x, dim, half_to_float: im.softmax(x, dim),
         aten.rms_norm.default: lambda x, shape, w=None, eps=None: _rms_norm(im, x, shape, w, eps),
         aten.layer_norm.default: lambda x, shape, w=None, bias=None, eps=1e-5, cudnn=False:
-            im.layer_norm(x, shape, w, bias, eps),
+            im.layer_norm(x, shape, w, bias, eps)[0],
+        aten.native_layer_norm.default: lambda x, shape, w, bias, eps: im.layer_norm(x, shape, w, bias, eps),
         aten.to.dtype: lambda x, dtype, *rest, **kw: im.cast(x, dtype),
         aten._to_copy.default: lambda x, dtype=None, **kw: im.cast(x, dtype),
         operator.getitem: lambda xs, i: xs[i],
@@ -213,30 +216,48 @@ def supported_ops_markdown() -> str:
 
 
 def import_exported(ep: "torch.export.ExportedProgram", name: str = "exported") -> Graph:
-    """Graph IR for an exported program; outputs are named out0, out1, ..."""
-    b = GraphBuilder(name=name)
-    im = _Importer(b)
-    rules = _rules(im)
+    """Graph IR for an exported program: parameters and buffers become weights."""
     sig = ep.graph_signature
     param_of = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
                 **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
     state = {**ep.state_dict, **getattr(ep, "constants", {})}
+    weights = {node: (param_of[node], state[param_of[node]]) for node in param_of}
+    return import_fx(ep.graph, weights, name)
+
+
+_TARGETS: frozenset = frozenset()
+
+
+def supports(node: torch.fx.Node) -> bool:
+    """Whether import_fx has a rule for this call (shapes may still make it refuse)."""
+    global _TARGETS
+    if not _TARGETS:
+        _TARGETS = frozenset(_rules(_Importer(GraphBuilder())))
+    return node.op == "call_function" and node.target in _TARGETS
+
+
+def import_fx(graph: torch.fx.Graph, weights: dict[str, tuple[str, torch.Tensor]], name: str) -> Graph:
+    """Graph IR for an ATen fx graph. weights: placeholder name -> (weight name, tensor); other
+    placeholders are inputs (static shapes from node.meta["val"]); outputs are out0, out1, ..."""
+    b = GraphBuilder(name=name)
+    im = _Importer(b)
+    rules = _rules(im)
     values: dict[str, Any] = {}
     outputs: dict[str, Node] = {}
-    for node in ep.graph.nodes:
+    for node in graph.nodes:
         if node.op == "placeholder":
-            if node.name in param_of:
-                tensor = state[param_of[node.name]].detach()
-                values[node.name] = b.weight(param_of[node.name], tensor.contiguous())
-            else:
-                meta = node.meta["val"]
-                if any(not isinstance(d, int) for d in meta.shape):
-                    raise UnsupportedOpError(f"input {node.name} has dynamic dims {list(meta.shape)}: export with "
-                                             "static shapes")
-                if meta.dtype not in DTYPE_NAMES:
-                    raise UnsupportedOpError(f"input {node.name} has dtype {meta.dtype}; braze takes "
-                                             f"{', '.join(DTYPE_NAMES.values())}")
-                values[node.name] = b.input(node.name, tuple(meta.shape), DTYPE_NAMES[meta.dtype])
+            if node.name in weights:
+                weight_name, tensor = weights[node.name]
+                values[node.name] = b.weight(weight_name, tensor.detach().contiguous())
+                continue
+            meta = node.meta.get("val")
+            if not isinstance(meta, torch.Tensor) or any(not isinstance(d, int) for d in meta.shape):
+                raise UnsupportedOpError(f"input {node.name} is not a tensor of static shape: export with static "
+                                         "shapes")
+            if meta.dtype not in DTYPE_NAMES:
+                raise UnsupportedOpError(f"input {node.name} has dtype {meta.dtype}; braze takes "
+                                         f"{', '.join(DTYPE_NAMES.values())}")
+            values[node.name] = b.input(node.name, tuple(meta.shape), DTYPE_NAMES[meta.dtype])
         elif node.op == "call_function":
             rule = rules.get(node.target)
             if rule is None:
@@ -249,10 +270,12 @@ def import_exported(ep: "torch.export.ExportedProgram", name: str = "exported") 
             except ShapeError as e:
                 raise UnsupportedOpError(f"{node.target} (node {node.name}) in a form braze does not take: {e}") from e
         elif node.op == "output":
-            for i, out in enumerate(torch.fx.node.map_arg(node.args[0], lambda n: values[n.name])):
+            results = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
+            for i, out in enumerate(torch.fx.node.map_arg(tuple(results), lambda n: values[n.name])):
                 outputs[f"out{i}"] = out
+        else:
+            raise UnsupportedOpError(f"fx node {node.name} ({node.op}) has no braze rule")
     return b.build(outputs)
-
 
 if __name__ == "__main__":
     print(supported_ops_markdown(), end="")
