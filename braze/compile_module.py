@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from braze.errors import InvalidArgumentError
+from braze.errors import CompilationError, InvalidArgumentError
 from braze.frontend.torch_export import import_exported
 from braze.passes.pipeline import lower
 from braze.runtime.executable import DEFAULT_BACKEND, Executable
@@ -18,7 +18,11 @@ class CompiledModule:
 
     def __init__(self, module: torch.nn.Module, *example_args: torch.Tensor, device: str = "cpu",
                  backend: str | None = None):
-        exported = torch.export.export(module.eval(), tuple(example_args))
+        try:
+            exported = torch.export.export(module.eval(), tuple(example_args))
+        except Exception as e:  # noqa: BLE001  (any tracing failure, said in one line)
+            raise CompilationError(f"torch.export could not trace {type(module).__name__}: "
+                                   f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}") from e
         self.graph = import_exported(exported, name=type(module).__name__)
         self.program = lower(self.graph)
         self.executable = Executable(self.program, backend=backend or DEFAULT_BACKEND[device], device=device)

@@ -1,4 +1,4 @@
-"""The `braze` command line: generate, compile, bench.
+"""The `braze` command line: generate, compile, run, bench.
 
 Errors a user can act on print as one line and exit 1; BRAZE_DEBUG=1 shows the traceback.
 """
@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="graph: Graph IR after the passes; kernel: Kernel IR; cpp: generated C++; "
                            "triton: generated Triton")
     comp.add_argument("--dump-dir", help="write the IR after every pass into this folder")
+    comp.add_argument("-c", "--code", help="compile a PyTorch call instead of --model, e.g. "
+                                           "\"nn.RMSNorm(2048)(torch.randn(1, 32, 2048))\"")
+
+    run = sub.add_parser("run", help="run a PyTorch call through braze and check it against eager")
+    run.add_argument("-c", "--code", required=True, help="MODULE(ARGS), e.g. \"nn.RMSNorm(64)(torch.randn(2, 64))\"")
+    run.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when a GPU is present")
+    run.add_argument("--bench", action="store_true", help="time braze, eager and torch.compile (median of repeats)")
+    run.add_argument("--repeats", type=int, default=50)
 
     bench = sub.add_parser("bench", help="prefill and decode tokens/s: braze vs transformers, same weights")
     _model_args(bench)
@@ -74,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             from braze.cli.compile import run_compile
             return run_compile(args)
+        if args.command == "run":
+            from braze.cli.run import run_expression
+            return run_expression(args)
         from braze.cli.bench import run_bench
         return run_bench(args)
     except BrazeError as error:

@@ -130,3 +130,22 @@ def test_bench_suite_unknown_model_or_peer_is_one_line():
                           "gpt-5", "llama-3-8b")
     assert_one_line_error(braze_cli("bench", "--suite", "models", "--peers", "braze,vllm", "--device", "cpu"),
                           "vllm", "compile")
+
+
+def test_compile_and_run_a_pytorch_expression():
+    code = "nn.Sequential(nn.RMSNorm(40), nn.Linear(40, 24), nn.SiLU())(torch.randn(3, 40))"
+    kernel = braze_cli("compile", "-c", code, "--ir", "kernel")
+    assert kernel.returncode == 0 and "kernel k0_matmul matmul" in kernel.stdout, kernel.stderr
+    cpp = braze_cli("compile", "-c", code, "--ir", "cpp")
+    assert cpp.returncode == 0 and 'extern "C" void braze_run' in cpp.stdout
+    run = braze_cli("run", "-c", code, "--device", "cpu", "--bench", "--repeats", "3")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["max_rel_error"] < 1e-5 and result["kernels"] == 1
+    assert all(result[k] > 0 for k in ("braze_us", "eager_us", "compile_us"))
+
+
+def test_bad_expression_is_one_line():
+    assert_one_line_error(braze_cli("run", "-c", "nn.Linear(4, 2)(3)"), "must be tensors")
+    assert_one_line_error(braze_cli("compile", "-c", "nn.Linear(4, 2)("), "not a Python expression")
+    assert_one_line_error(braze_cli("run", "-c", "nn.Linear(4, 2)(torch.randn(3, 5))"), "failed")
