@@ -8,6 +8,7 @@ graph runs as ATen unchanged.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from braze.runtime.executable import DEFAULT_BACKEND, Executable
 @dataclass
 class BackendStats:
     compiled_nodes: int = 0  # ATen nodes that run inside braze kernels
-    fallback_nodes: int = 0  # ATen nodes left to PyTorch
+    fallback_nodes: int = 0  # ATen nodes left to PyTorch (tuple indexing is not counted)
     regions: int = 0         # braze executables built
 
     def reset(self) -> None:
@@ -77,7 +78,7 @@ def _compile_aten(gm: torch.fx.GraphModule, example_inputs):
         if node.op != "call_module" or not node.target.startswith("fused_"):
             continue
         submodule = getattr(fused, node.target)
-        inner = [n for n in submodule.graph.nodes if n.op == "call_function"]
+        inner = [n for n in submodule.graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
         try:
             # the compiler runs under dynamo's fake-tensor mode: the arena must be real memory
             with unset_fake_temporarily():
@@ -89,7 +90,9 @@ def _compile_aten(gm: torch.fx.GraphModule, example_inputs):
         setattr(fused, node.target, region)  # the GraphModule calls it like the submodule
         stats.compiled_nodes += len(inner)
         stats.regions += 1
-    stats.fallback_nodes += sum(1 for n in fused.graph.nodes if n.op == "call_function")
+    left = [n for n in fused.graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
+    log(1, f"braze backend: {len(left)} ATen nodes outside braze regions: {', '.join(str(n.target) for n in left)}")
+    stats.fallback_nodes += len(left)
     fused.recompile()
     return fused.forward
 
