@@ -34,6 +34,7 @@ class UnsupportedOpError(BrazeError):
 class _Importer:
     def __init__(self, builder: GraphBuilder):
         self.b = builder
+        self.constants = 0
 
     # -- helpers --------------------------------------------------------------------------------
     def const(self, value: float, like: Node) -> Node:
@@ -120,6 +121,45 @@ class _Importer:
             return x
         return self.b.cast(x, DTYPE_NAMES[dtype])
 
+    def expand(self, x: Node, sizes) -> Node:
+        """Broadcast to `sizes` as x * ones: the ones weight has the new sizes where x has 1s."""
+        sizes = list(sizes)
+        lead = len(sizes) - len(x.shape)
+        src = (1,) * lead + x.shape
+        target = tuple(src[i] if sizes[i] == -1 else sizes[i] for i in range(len(sizes)))
+        if lead:
+            x = make("reshape", (x,), shape=src)
+        if target == src:
+            return x
+        self.constants += 1
+        ones = torch.ones(tuple(t if d == 1 else 1 for t, d in zip(target, src)), dtype=getattr(torch, x.dtype))
+        return make("mul", (x, self.b.weight(f"expand{self.constants}.ones", ones)))
+
+    def sdpa(self, q: Node, k: Node, v: Node, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False,
+             scale: float | None = None, enable_gqa: bool = False) -> Node:
+        """scaled_dot_product_attention as braze's attention op: batch b is cache slot b, query t of a
+        causal call sees keys 0..t, of a full one all keys. q [B, H, T, D], k and v [B, Hkv, S, D]."""
+        if attn_mask is not None or dropout_p:
+            raise UnsupportedOpError("scaled_dot_product_attention with a mask or dropout: braze takes causal or "
+                                     "full attention")
+        if len(q.shape) != 4 or len(k.shape) != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] \
+                or q.shape[3] != k.shape[3] or q.shape[1] % k.shape[1]:
+            raise UnsupportedOpError(f"scaled_dot_product_attention of q {list(q.shape)}, k {list(k.shape)}, "
+                                     f"v {list(v.shape)}: braze takes [B, H, T, D] with H a multiple of k's heads")
+        batch, heads, t, d = q.shape
+        keys = k.shape[2]
+        if is_causal and t != keys:
+            raise UnsupportedOpError(f"causal attention of {t} queries over {keys} keys: braze takes equal lengths")
+        self.constants += 1
+        slots = torch.arange(batch).repeat_interleave(t)
+        positions = torch.arange(t).repeat(batch) if is_causal else torch.full((batch * t,), keys - 1)
+        slots = self.b.weight(f"sdpa{self.constants}.slots", slots)
+        positions = self.b.weight(f"sdpa{self.constants}.positions", positions)
+        rows = make("reshape", (self.permute(q, (0, 2, 1, 3)),), shape=(batch * t, heads * d))
+        out = make("attention", (rows, k, v, slots, positions), num_heads=heads, num_kv_heads=k.shape[1],
+                   head_dim=d, scale=float(scale if scale is not None else 1 / math.sqrt(d)))
+        return self.permute(make("reshape", (out,), shape=(batch, t, heads, d)), (0, 2, 1, 3))
+
     def reduce(self, op: str, x: Node, dims, keepdim: bool = False) -> Node:
         self.last_axis(x, dims, op)
         return self.keepdim(make(op, (x,)), x, keepdim)
@@ -187,9 +227,21 @@ def _rules(im: _Importer) -> dict[Any, Callable]:
         aten.native_layer_norm.default: lambda x, shape, w, bias, eps: im.layer_norm(x, shape, w, bias, eps),
         aten.to.dtype: lambda x, dtype, *rest, **kw: im.cast(x, dtype),
         aten._to_copy.default: lambda x, dtype=None, **kw: im.cast(x, dtype),
-        operator.getitem: lambda xs, i: xs[i],
+        aten.expand.default: lambda x, sizes, implicit=False: im.expand(x, sizes),
+        aten.scaled_dot_product_attention.default: im.sdpa,
+        # the forms aot_autograd leaves (their extra results, the log-sum-exp, are not computed)
+        aten._scaled_dot_product_flash_attention_for_cpu.default:
+            lambda q, k, v, dropout_p=0.0, is_causal=False, attn_mask=None, scale=None:
+            (im.sdpa(q, k, v, attn_mask, dropout_p, is_causal, scale), None),
+        operator.getitem: lambda xs, i: _item(xs, i),
     })
     return rules
+
+
+def _item(values, i: int):
+    if values[i] is None:
+        raise UnsupportedOpError(f"result {i} of an op that braze computes only result 0 of")
+    return values[i]
 
 
 def _rms_norm(im: _Importer, x: Node, shape, w: Node | None, eps: float | None) -> Node:

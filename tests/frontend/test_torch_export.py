@@ -86,6 +86,50 @@ def test_embeddings_views_split_and_cat_equal_eager():
     check(EmbedHeads(), torch.randint(0, 50, (2, 6)), torch.arange(6).repeat(2, 1))
 
 
+class Attention(nn.Module):
+    """scaled_dot_product_attention, causal or over every key, with GQA through enable_gqa."""
+
+    def __init__(self, causal: bool):
+        super().__init__()
+        self.causal = causal
+        self.qkv = nn.Linear(32, 32 + 2 * 16)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split([32, 16, 16], dim=-1)
+        q = q.view(b, t, 4, 8).transpose(1, 2)
+        k, v = (z.view(b, t, 2, 8).transpose(1, 2) for z in (k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=True)
+        return y.transpose(1, 2).reshape(b, t, 32)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+def test_scaled_dot_product_attention_is_braze_attention(causal):
+    torch.manual_seed(0)
+    fast = check(Attention(causal), torch.randn(3, 5, 32))
+    assert "attention" in [k.kind for k in fast.program.kernels]
+
+
+def test_attention_block_through_the_triton_kernels():
+    """The same attention through the Triton backend (the interpreter on a machine without a GPU)."""
+    torch.manual_seed(0)
+    module = Attention(True).eval()
+    x = torch.randn(2, 6, 32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fast = compile_module(module.to(device), x.to(device), device=device, backend="triton")
+    torch.testing.assert_close(fast(x.to(device)).cpu(), module(x.to(device)).cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_masked_attention_is_refused_with_the_reason():
+    class Masked(nn.Module):
+        def forward(self, q, mask):
+            return F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+
+    ep = torch.export.export(Masked(), (torch.randn(1, 2, 4, 8), torch.ones(4, 4, dtype=torch.bool)))
+    with pytest.raises(UnsupportedOpError, match="mask"):
+        import_exported(ep)
+
+
 def test_unsupported_op_names_itself_and_the_supported_ones():
     class Sorts(nn.Module):
         def forward(self, x):
