@@ -202,7 +202,7 @@ def _rules(im: _Importer) -> dict[Any, Callable]:
         aten.clone.default: lambda x, memory_format=None: x,
         aten.alias.default: lambda x: x,
         aten.detach.default: lambda x: x,
-        aten.dropout.default: lambda x, p, train: x,
+        aten.dropout.default: lambda x, p, train: x if not (train and p) else _refuse("dropout in training mode"),
         aten.slice.Tensor: lambda x, dim=0, start=None, end=None, step=1: im.slice(x, dim, start, end, step),
         aten.narrow.default: lambda x, dim, start, length: im.slice(x, dim, start, start + length),
         aten.select.int: lambda x, dim, index: im.reshape(
@@ -236,6 +236,10 @@ def _rules(im: _Importer) -> dict[Any, Callable]:
         operator.getitem: lambda xs, i: _item(xs, i),
     })
     return rules
+
+
+def _refuse(what: str):
+    raise UnsupportedOpError(f"{what}: braze compiles inference (call module.eval())")
 
 
 def _item(values, i: int):

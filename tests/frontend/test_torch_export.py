@@ -153,3 +153,12 @@ def test_generated_ops_table_is_current():
     doc = Path(__file__).resolve().parents[2] / "docs" / "torch-ops.md"
     assert doc.read_text() == supported_ops_markdown(), "regenerate: python -m braze.frontend.torch_export > docs/torch-ops.md"
     assert "aten.linear.default" in supported_ops()
+
+
+def test_training_mode_dropout_is_refused():
+    class Drops(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=True)
+
+    with pytest.raises(UnsupportedOpError, match="dropout"):
+        import_exported(torch.export.export(Drops(), (torch.randn(2, 4),)))
