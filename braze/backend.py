@@ -15,9 +15,8 @@ import torch
 
 from braze.debug import log
 from braze.errors import BrazeError
+from braze.compile_module import CompiledGraph
 from braze.frontend.torch_export import import_fx, supports
-from braze.passes.pipeline import lower
-from braze.runtime.executable import DEFAULT_BACKEND, Executable
 
 
 @dataclass
@@ -34,22 +33,18 @@ stats = BackendStats()
 
 
 class _Region(torch.nn.Module):
-    """One partition as a braze Executable, called with the partition's inputs in order (a Module,
+    """One partition as a braze executable, called with the partition's inputs in order (a Module,
     so it takes the partition's place in the fused GraphModule)."""
 
     def __init__(self, module: torch.fx.GraphModule, device: str):
         super().__init__()
-        self.inputs = [n.name for n in module.graph.nodes if n.op == "placeholder"]
-        graph = import_fx(module.graph, {}, name="torch_compile_region")
-        self.program = lower(graph)
-        self.executable = Executable(self.program, backend=DEFAULT_BACKEND[device], device=device)
+        inputs = [n.name for n in module.graph.nodes if n.op == "placeholder"]
+        self.compiled = CompiledGraph(import_fx(module.graph, {}, name="torch_compile_region"), inputs, device)
         out = next(n for n in module.graph.nodes if n.op == "output")
         self.returns_tuple = isinstance(out.args[0], (tuple, list))
 
     def forward(self, *args):
-        outputs = self.executable.run({name: a.contiguous() for name, a in zip(self.inputs, args)})
-        # temps are views of the executable's arena, overwritten by the next call
-        results = tuple(outputs[f"out{i}"].clone() for i in range(len(outputs)))
+        results = self.compiled.run(*args)
         return results if self.returns_tuple else results[0]
 
 

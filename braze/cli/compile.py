@@ -12,12 +12,9 @@ from braze.passes.pipeline import GRAPH_PASSES, lower
 
 
 def _graph_of_expression(code: str):
-    import torch
-
     from braze.cli.expression import parse_expression
-    from braze.frontend.torch_export import import_exported
-    module, inputs = parse_expression(code)
-    return import_exported(torch.export.export(module, inputs), name=type(module).__name__)
+    from braze.compile_module import export_graph
+    return export_graph(*parse_expression(code))[0]
 
 
 def run_compile(args) -> int:

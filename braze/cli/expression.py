@@ -8,8 +8,6 @@ in a module.
 from __future__ import annotations
 
 import ast
-import statistics
-import time
 
 import torch
 
@@ -50,17 +48,3 @@ def parse_expression(code: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ..
         raise InvalidArgumentError(f"-c {code!r} failed: {type(e).__name__}: {e}") from e
     return module, args
 
-
-def median_us(fn, device: str, repeats: int = 50, warmup: int = 5) -> float:
-    """Median wall time of fn() in microseconds (synchronizing around each call on a GPU)."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(times)

@@ -8,6 +8,7 @@ import argparse
 import sys
 import traceback
 
+from braze.bench.suite.configs import add_selection_args
 from braze.debug import debug_level
 from braze.errors import BrazeError
 
@@ -64,12 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--suite", default="model", choices=["model", "models"],
                        help="model: --model against transformers; models: the GPU suite of real-config models "
                             "against PyTorch eager, torch.compile and transformers")
-    bench.add_argument("--models", default=None,
-                       help="with --suite models: a comma-separated subset (default: all five)")
-    bench.add_argument("--peers", default="braze,eager,compile,hf",
-                       help="with --suite models: a comma-separated subset of braze,eager,compile,hf")
-    bench.add_argument("--merge", action="store_true",
-                       help="with --suite models: keep the other models already in the results file")
+    add_selection_args(bench.add_argument_group("with --suite models"))
     return parser
 
 

@@ -8,7 +8,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from braze.cli.expression import median_us, parse_expression
+from braze.bench.suite.peers import median_seconds
+from braze.cli.expression import parse_expression
 
 
 def run_expression(args) -> int:
@@ -29,9 +30,8 @@ def run_expression(args) -> int:
     if args.bench:
         compiled = torch.compile(module)
         with torch.no_grad():
-            result["braze_us"] = median_us(lambda: fast(*inputs), device, args.repeats)
-            result["eager_us"] = median_us(lambda: module(*inputs), device, args.repeats)
-            result["compile_us"] = median_us(lambda: compiled(*inputs), device, args.repeats)
+            for key, fn in (("braze_us", fast), ("eager_us", module), ("compile_us", compiled)):
+                result[key] = 1e6 * median_seconds(lambda fn=fn: fn(*inputs), device, args.repeats, warmup=5)
         table = Table(title=f"{args.code} on {device} (median of {args.repeats})")
         for col in ("", "braze", "eager", "torch.compile", "braze vs eager", "braze vs compile"):
             table.add_column(col, justify="right")

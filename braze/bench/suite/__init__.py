@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 
-from braze.bench.suite.configs import DEFAULT_MODELS, MODEL_CONFIGS
-from braze.errors import InvalidArgumentError
+from braze.bench.suite.configs import DEFAULT_MODELS, MODEL_CONFIGS, PEERS, add_selection_args
 from braze.bench.suite.report import print_table
-
-PEERS = ("braze", "eager", "compile", "hf")
+from braze.errors import InvalidArgumentError
 DEFAULT_OUT = "bench/results/latest-cuda.json"
 __all__ = ["PEERS", "MODEL_CONFIGS", "run_models_suite", "main", "decode_bytes_per_token"]
 
@@ -237,19 +235,16 @@ def run_models_suite(models=None, dtype: str = "bfloat16", device: str = "cuda",
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m braze.bench.suite", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=None, help=f"comma-separated subset of: {', '.join(MODEL_CONFIGS)}")
+    add_selection_args(ap)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--prefill-len", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of: " + ",".join(PEERS))
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--cache-dir", default=None,
                     help="where random checkpoints are cached (default $BRAZE_BENCH_MODELS_DIR or $TMPDIR)")
-    ap.add_argument("--merge", action="store_true",
-                    help="keep the other models already in --out (run a few models per invocation)")
     ap.add_argument("--no-keep-checkpoints", action="store_true",
                     help="delete each random checkpoint after its model (saves disk; the next run rewrites it)")
     a = ap.parse_args(argv)

@@ -94,3 +94,13 @@ def tiny_config(family: str = "llama", **overrides) -> dict:
         base.update(bos_token_id=1, eos_token_id=2, sliding_window=None)
     base.update(overrides)
     return base
+
+PEERS = ("braze", "eager", "compile", "hf")
+
+
+def add_selection_args(parser) -> None:
+    """--models, --peers and --merge: the suite's own command line and `braze bench --suite models`."""
+    parser.add_argument("--models", default=None, help=f"comma-separated subset of: {', '.join(MODEL_CONFIGS)}")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of: " + ",".join(PEERS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other models already in the results file (run a few models per invocation)")
