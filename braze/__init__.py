@@ -14,7 +14,7 @@ def __getattr__(name: str):
         module.register()
         return module
     if name in ("compile_module", "CompiledModule"):
-        return getattr(importlib.import_module("braze.compile_module"), name)
+        return getattr(importlib.import_module("braze.module_compiler"), name)
     raise AttributeError(f"module 'braze' has no attribute {name!r}")
 
 

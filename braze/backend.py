@@ -15,7 +15,7 @@ import torch
 
 from braze.debug import log
 from braze.errors import BrazeError
-from braze.compile_module import CompiledGraph
+from braze.module_compiler import CompiledGraph
 from braze.frontend.torch_export import import_fx, supports
 
 

@@ -13,7 +13,7 @@ from braze.passes.pipeline import GRAPH_PASSES, lower
 
 def _graph_of_expression(code: str):
     from braze.cli.expression import parse_expression
-    from braze.compile_module import export_graph
+    from braze.module_compiler import export_graph
     return export_graph(*parse_expression(code))[0]
 
 

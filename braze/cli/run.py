@@ -14,7 +14,7 @@ from braze.cli.expression import parse_expression
 
 def run_expression(args) -> int:
     from braze.api import default_device
-    from braze.compile_module import compile_module
+    from braze.module_compiler import compile_module
 
     device = args.device or default_device()
     module, inputs = parse_expression(args.code)

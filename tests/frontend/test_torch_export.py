@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from braze.compile_module import compile_module
+from braze.module_compiler import compile_module
 from braze.frontend.torch_export import UnsupportedOpError, import_exported, supported_ops, supported_ops_markdown
 
 
