@@ -9,6 +9,8 @@ that consumes it. Rules, in the spirit of Inductor's can_fuse:
     anchor: the pointwise chain is its epilogue (bias, residual add, activation);
   - a computed value whose only use is a concat (directly or through reshapes) is written by its
     own kernel straight into its slice of the concat's buffer (Qwen3's normalised q and k);
+  - a computed value whose only use is a reshape that is a graph output is written by its own
+    kernel straight into the output's buffer (linear over [B, T, C] flattened to [B*T, C]);
   - gather, rope, kv_store, attention and graph outputs are always materialized.
 Fusion is optimistic: a kernel that turns out illegal (two matmuls, mismatched reduction rows)
 demotes the offending node to a buffer and fusion runs again.
@@ -57,8 +59,8 @@ class _Fusion:
             return False  # a cast is cheaper to recompute in each consumer than to store (bf16 RMSNorm)
         if len(users) != 1:
             return True
-        if self.concat_part(n) is not None:
-            return False  # its kernel writes into the concat's buffer
+        if self.concat_part(n) is not None or self.output_reshaped(n) is not None:
+            return False  # its kernel writes into the concat's or the output's buffer
         u = users[0]
         if n.op == "linear":
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
@@ -79,6 +81,23 @@ class _Fusion:
             if users[0].op != "reshape":
                 return None
             part = users[0]
+
+    def output_reshaped(self, n: Node) -> Node | None:
+        """The graph output that is n through reshapes only, when n's fused kernel can write it in place."""
+        if n.op not in POINTWISE_OPS + REDUCTION_OPS + ("linear",) or id(n) in self.forced or id(n) in self.outputs:
+            return None
+        part = n
+        while True:
+            users = self.users.get(id(part), [])
+            if len(users) != 1 or users[0].op != "reshape" or (part is not n and id(part) in self.outputs):
+                return None
+            part = users[0]
+            if id(part) in self.outputs:
+                try:
+                    reshape_view(full_view("out", part.shape), n.shape)
+                except NotAView:
+                    return None
+                return part
 
     @staticmethod
     def _inlinable_into(n: Node, u: Node) -> bool:
@@ -212,6 +231,16 @@ def _producer_written_into(f: _Fusion, part: Node) -> Node | None:
     return node if f.concat_part(node) is part else None
 
 
+def _producer_of_output(f: _Fusion, n: Node) -> Node | None:
+    """For an output reshape n: the node under it (through reshapes) whose kernel writes n's buffer."""
+    if n.op != "reshape" or id(n) not in f.outputs:
+        return None
+    node = n.inputs[0]
+    while node.op == "reshape":
+        node = node.inputs[0]
+    return node if f.output_reshaped(node) is n else None
+
+
 def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = None) -> Kernel:
     """The kernel computing root, writing its own buffer or (a concat part) `out_view`."""
     epilogue, prologue = _inlined_region(f, root)
@@ -264,7 +293,12 @@ def _build(graph: Graph, forced: set[int]) -> Program:
     for n in graph.nodes:
         if n.op in ("input", "weight", "constant") or not f.materialized(n):
             continue
-        if n.op == "concat":
+        producer = _producer_of_output(f, n)
+        if producer is not None:  # the producer's kernel writes the output's buffer, reshaped
+            out = f.buffer_of(n)
+            kernels.append(_fused_kernel(f, producer, len(kernels),
+                                         reshape_view(full_view(out.name, out.shape), producer.shape)))
+        elif n.op == "concat":
             kernels.extend(_concat_kernels(f, n, len(kernels)))
         elif n.op in ANCHOR_KINDS:
             kernels.append(_anchor_kernel(f, n, len(kernels)))

@@ -15,6 +15,7 @@ from braze.ir.kernel_verify import verify_program
 from braze.ir.verify import verify_graph
 from braze.passes.cleanup import eliminate_common_subexpressions, eliminate_dead_code
 from braze.passes.decompose import decompose
+from braze.passes.flatten import flatten_leading_dims
 from braze.passes.fold import fold_constants
 from braze.passes.fuse import fuse_into_kernels
 from braze.passes.layout import choose_layouts
@@ -23,6 +24,7 @@ from braze.passes.simplify import simplify
 
 GRAPH_PASSES = [
     decompose,                       # rms_norm, softmax, mean -> pointwise + reductions
+    flatten_leading_dims,            # elementwise ops over [B, T, C] run over [B*T, C]
     simplify,                        # x*1, --x, reshape(reshape(x)), ...
     eliminate_common_subexpressions,
     choose_layouts,                  # matmul -> linear [out, in]; Q/K/V and gate/up as one linear
