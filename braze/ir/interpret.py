@@ -8,16 +8,18 @@ import torch.nn.functional as F
 from braze.ir.graph import Graph, Node
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-               "int32": torch.int32, "int64": torch.int64}
+               "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
 
 UNARY_FUNCTIONS = {
     "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
     "reciprocal": torch.reciprocal, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
     "relu": torch.relu, "gelu": F.gelu, "cos": torch.cos, "sin": torch.sin, "abs": torch.abs,
-    "square": torch.square,
+    "square": torch.square, "logical_not": torch.logical_not,
 }
 BINARY_FUNCTIONS = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-           "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow}
+                    "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow,
+                    "eq": torch.eq, "ne": torch.ne, "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge,
+                    "logical_and": torch.logical_and, "logical_or": torch.logical_or}
 
 
 def rope_reference(x, positions, cos, sin, head_dim, rotary_heads=None):
@@ -75,6 +77,8 @@ def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inpla
         return UNARY_FUNCTIONS[op](args[0])
     if op in BINARY_FUNCTIONS:
         return BINARY_FUNCTIONS[op](args[0], args[1])
+    if op == "where":
+        return torch.where(args[0], args[1], args[2])
     if op == "sum":
         return args[0].sum(dim=-1, keepdim=True)
     if op == "max":

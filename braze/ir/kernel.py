@@ -22,6 +22,12 @@ Kinds and what their expressions mean (`dom` = the kernel's iteration domain):
   attention  output[t] = softmax(q[t] K^T * scale) V over cache rows 0..positions[t] of slot
              slots[t]; operands q [T, H*D], k_cache, v_cache, slots, positions; attrs num_heads,
              num_kv_heads, head_dim, scale.
+  batch_matmul  output[*b, m, n] = sum_k A[*b, m, k] * B[*b, k, n] (float32 accumulation) for
+             operands A, B viewed with the output's batch dims (broadcast dims have stride 0):
+             two activations, e.g. an attention's q @ k^T and probs @ v.
+
+Comparisons and logical ops give 1.0 (true) or 0.0 (false); `where` picks its second argument
+where the first is non-zero, else its third.
 """
 from __future__ import annotations
 
@@ -31,11 +37,12 @@ from typing import Any, Mapping
 
 from braze.ir.ops import Shape, SHORT_DTYPE
 
-KERNEL_KINDS = ("pointwise", "reduction", "matmul", "gather", "rope", "kv_store", "attention")
+KERNEL_KINDS = ("pointwise", "reduction", "matmul", "gather", "rope", "kv_store", "attention", "batch_matmul")
 EXPR_OPS = ("load", "const", "acc", "rowred", "cast",
             "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "sigmoid", "silu", "relu",
-            "gelu", "cos", "sin", "abs", "square",
-            "add", "sub", "mul", "div", "maximum", "minimum", "pow")
+            "gelu", "cos", "sin", "abs", "square", "logical_not",
+            "add", "sub", "mul", "div", "maximum", "minimum", "pow",
+            "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "where")
 
 
 @dataclass(frozen=True, eq=False)

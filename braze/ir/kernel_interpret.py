@@ -32,10 +32,12 @@ def eval_expr(root: Expr, k: Kernel, flat, symbols, reds=(), acc=None) -> torch.
             r = reds[e.value]
         elif e.op == "cast":
             r = values[id(e.args[0])].to(TORCH_DTYPE[e.value]).float()
+        elif e.op == "where":
+            r = torch.where(values[id(e.args[0])] != 0, values[id(e.args[1])], values[id(e.args[2])])
         elif e.op in UNARY_FUNCTIONS:
-            r = UNARY_FUNCTIONS[e.op](values[id(e.args[0])])
+            r = UNARY_FUNCTIONS[e.op](values[id(e.args[0])]).float()  # logical_not gives bool: as 0/1
         else:
-            r = BINARY_FUNCTIONS[e.op](values[id(e.args[0])], values[id(e.args[1])])
+            r = BINARY_FUNCTIONS[e.op](values[id(e.args[0])], values[id(e.args[1])]).float()
         values[id(e)] = r
     return values[id(root)]
 
@@ -69,6 +71,8 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
         x, slots, pos = ops
         out[slots, :, pos, :] = x.reshape(x.shape[0], out.shape[1], out.shape[3]).to(out.dtype)
         return
+    elif k.kind == "batch_matmul":
+        result = ops[0].float() @ ops[1].float()
     elif k.kind == "attention":
         result = attention_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], ops[4], k.attr("num_heads"),
                                      k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"))

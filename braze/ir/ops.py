@@ -3,6 +3,9 @@
 Shapes are tuples of dims; a dim is an int or a symbol name ("T" tokens in the step, "N" sequences
 whose logits are wanted). Reductions always run over the last axis and keep it (size 1), which is
 all a decoder LLM needs and keeps every kernel's loop nest simple.
+
+Comparisons and the logical ops produce `bool` values (stored one byte each, 0 or 1; kernels
+compute them as 0.0/1.0 like every other value); `where` selects by a bool condition.
 """
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ from typing import Callable
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-DTYPES = ("float32", "bfloat16", "float16", "int32", "int64")
+DTYPES = ("float32", "bfloat16", "float16", "int32", "int64", "bool")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
-SHORT_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64"}
+SHORT_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64",
+               "bool": "bool"}
 LONG_DTYPE = {v: k for k, v in SHORT_DTYPE.items()}
 
 UNARY_OPS = ("neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "sigmoid", "silu", "relu",
-             "gelu", "cos", "sin", "abs", "square", "cast")
-BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum", "pow")
-POINTWISE_OPS = UNARY_OPS + BINARY_OPS
+             "gelu", "cos", "sin", "abs", "square", "cast", "logical_not")
+ARITHMETIC_OPS = ("add", "sub", "mul", "div", "maximum", "minimum", "pow")
+COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")  # same-dtype operands -> bool
+LOGICAL_OPS = ("logical_and", "logical_or")  # bool, bool -> bool
+BINARY_OPS = ARITHMETIC_OPS + COMPARE_OPS + LOGICAL_OPS
+POINTWISE_OPS = UNARY_OPS + BINARY_OPS + ("where",)  # where(cond: bool, a, b) -> a's dtype
 REDUCTION_OPS = ("sum", "max")
 COMPOSITE_OPS = ("rms_norm", "softmax", "mean")  # removed by the decompose pass
 VIEW_OPS = ("reshape", "transpose", "slice")
@@ -107,10 +114,14 @@ def _reduce(shapes, attrs):
 
 
 def _matmul(shapes, attrs):
+    """a [..., K] @ b [K, N] (a weight or a 2-d value), or batched: a [..., M, K] @ b [..., K, N]
+    with the batch dims broadcast as numpy does (q @ k^T of an attention head)."""
     a, b = shapes
-    if len(b) != 2 or a[-1] != b[0]:
+    if len(b) < 2 or a[-1] != b[-2] or (len(b) > 2 and len(a) < 2):
         raise ShapeError(f"matmul shapes {list(a)} @ {list(b)} do not agree")
-    return a[:-1] + (b[1],)
+    if len(b) == 2:
+        return a[:-1] + (b[1],)
+    return broadcast(a[:-2], b[:-2]) + (a[-2], b[-1])
 
 
 def _linear(shapes, attrs):
@@ -163,10 +174,15 @@ def _binary(shapes, attrs):
     return broadcast(shapes[0], shapes[1])
 
 
+def _where(shapes, attrs):
+    return broadcast(broadcast(shapes[0], shapes[1]), shapes[2])
+
+
 # op -> (number of inputs or None for variadic, shape rule)
 SHAPE_RULES: dict[str, tuple[int | None, Callable]] = {
     **{op: (1, _same) for op in UNARY_OPS},
     **{op: (2, _binary) for op in BINARY_OPS},
+    "where": (3, _where),
     **{op: (1, _reduce) for op in REDUCTION_OPS + ("mean",)},
     "softmax": (1, _same),
     "rms_norm": (2, lambda s, a: broadcast(s[0], s[1])),
@@ -186,13 +202,19 @@ SHAPE_RULES: dict[str, tuple[int | None, Callable]] = {
 def result_dtype(op: str, dtypes: list[str], attrs: dict) -> str:
     if op == "cast":
         return attrs["dtype"]
+    if op in LOGICAL_OPS + ("logical_not",) and any(d != "bool" for d in dtypes):
+        raise ShapeError(f"{op} takes bool operands, got {', '.join(dtypes)}")
+    if op == "where":
+        if dtypes[0] != "bool" or dtypes[1] != dtypes[2]:
+            raise ShapeError(f"where takes a bool condition and two values of one dtype, got {', '.join(dtypes)}")
+        return dtypes[1]
     if op == "gather":
         return dtypes[0]
     if op in ("rope", "kv_store", "attention", "linear", "matmul", "rms_norm"):
         return dtypes[0]
     if len(dtypes) == 2 and dtypes[0] != dtypes[1]:
         raise ShapeError(f"{op} mixes {dtypes[0]} and {dtypes[1]}; insert a cast")
-    return dtypes[0]
+    return "bool" if op in COMPARE_OPS else dtypes[0]
 
 
 def infer(op: str, shapes: list[Shape], dtypes: list[str], attrs: dict) -> tuple[Shape, str]:

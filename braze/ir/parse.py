@@ -33,6 +33,8 @@ def _value(text: str):
         return {k: v for k, v in (_pair(p) for p in _split_top(text[1:-1]))}
     if text.startswith("["):
         return [_value(p) for p in _split_top(text[1:-1])]
+    if text in ("inf", "-inf", "nan"):  # how repr prints the constants of masks
+        return float(text)
     return ast.literal_eval(text)
 
 

@@ -11,7 +11,8 @@ that consumes it. Rules, in the spirit of Inductor's can_fuse:
     own kernel straight into its slice of the concat's buffer (Qwen3's normalised q and k);
   - a computed value whose only use is a reshape that is a graph output is written by its own
     kernel straight into the output's buffer (linear over [B, T, C] flattened to [B*T, C]);
-  - gather, rope, kv_store, attention and graph outputs are always materialized.
+  - gather, rope, kv_store, attention, batched matmul (two activations: it stays `matmul` after
+    the layout pass made every other matmul a linear) and graph outputs are always materialized.
 Fusion is optimistic: a kernel that turns out illegal (two matmuls, mismatched reduction rows)
 demotes the offending node to a buffer and fusion runs again.
 """
@@ -23,7 +24,7 @@ from braze.ir.kernel import Buffer, Expr, Kernel, Program, View
 from braze.ir.ops import POINTWISE_OPS, REDUCTION_OPS, VIEW_OPS
 from braze.passes.views import NotAView, broadcast_view, full_view, reshape_view, slice_view, transpose_view
 
-ALWAYS_MATERIALIZED = ("gather", "rope", "kv_store", "attention", "concat")
+ALWAYS_MATERIALIZED = ("gather", "rope", "kv_store", "attention", "concat", "matmul")
 ANCHOR_KINDS = ("gather", "rope", "kv_store", "attention")
 
 
@@ -204,6 +205,15 @@ def _anchor_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
                   attrs=n.attrs, sources=(n.op,))
 
 
+def _batch_matmul_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
+    """A [*batch, M, K] @ B [*batch, K, N], both read through views broadcast to the output's batch."""
+    a, b = n.inputs
+    batch = n.shape[:-2]
+    operands = (broadcast_view(f.view_of(a), batch + a.shape[-2:]), broadcast_view(f.view_of(b), batch + b.shape[-2:]))
+    out = f.buffer_of(n)
+    return Kernel(f"k{index}_batch_matmul", "batch_matmul", operands, full_view(out.name, out.shape), sources=("matmul",))
+
+
 def _concat_kernels(f: _Fusion, n: Node, index: int) -> list[Kernel]:
     """A runtime concat: each input's kernel writes its slice of the output, or (inputs that are
     buffers already) one copy kernel per input does."""
@@ -302,6 +312,8 @@ def _build(graph: Graph, forced: set[int]) -> Program:
             kernels.extend(_concat_kernels(f, n, len(kernels)))
         elif n.op in ANCHOR_KINDS:
             kernels.append(_anchor_kernel(f, n, len(kernels)))
+        elif n.op == "matmul":
+            kernels.append(_batch_matmul_kernel(f, n, len(kernels)))
         else:
             kernels.append(_fused_kernel(f, n, len(kernels)))
     outputs = tuple((name, f.buffer_of(n).name) for name, n in graph.outputs)

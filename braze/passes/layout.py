@@ -1,4 +1,5 @@
-"""Layout: every matmul becomes `linear` (weights [out, in], the layout a GEMV reads contiguously),
+"""Layout: every matmul by a 2-d right operand becomes `linear` (weights [out, in], the layout a GEMV
+reads contiguously; batched matmuls of two activations stay matmuls),
 and linears that share an input and read constant weights become one wider linear over the
 concatenated weights (Q/K/V as one, gate/up as one), followed by free column slices. The transposes
 and concats created here are constants: fold_constants turns them into re-packed weights."""
@@ -11,7 +12,7 @@ from braze.passes.rewrite import rebuild, transform
 def _to_linear(graph: Graph) -> Graph:
     def visit(node: Node, inputs: tuple[Node, ...]) -> Node:
         node = rebuild(node, inputs)
-        if node.op != "matmul":
+        if node.op != "matmul" or len(inputs[1].shape) != 2:
             return node
         a, b = inputs
         if b.op == "transpose" and not b.attr("perm"):

@@ -270,3 +270,29 @@ def test_verifier_constant_must_be_scalar():
     c = make("constant", shape=(3,), dtype="float32", value=1.0)
     with pytest.raises(GraphVerificationError, match="constants are scalars"):
         verify_graph(Graph((("y", make("exp", (c,))),)))
+
+
+def test_comparisons_give_bool_and_where_selects_by_a_bool():
+    x, y = inp(("T", 8)), inp((8,), name="y")
+    for op in ("eq", "ne", "lt", "le", "gt", "ge"):
+        assert (make(op, (x, y)).shape, make(op, (x, y)).dtype) == (("T", 8), "bool")
+    both = make("logical_and", (make("gt", (x, y)), make("lt", (x, y))))
+    assert both.dtype == "bool" and make("logical_not", (both,)).dtype == "bool"
+    picked = make("where", (both, x, inp(("T", 1), name="z")))
+    assert (picked.shape, picked.dtype) == (("T", 8), "float32")
+    with pytest.raises(ShapeError, match="where takes a bool condition"):
+        make("where", (x, x, x))
+    with pytest.raises(ShapeError, match="logical_and takes bool operands"):
+        make("logical_and", (x, both))
+    with pytest.raises(ShapeError, match="mixes float32 and int64"):
+        make("lt", (x, inp((8,), "int64", "i")))
+
+
+def test_batched_matmul_broadcasts_batch_dims():
+    q, k = inp((2, 4, 5, 8)), inp((2, 1, 8, 7), name="k")
+    assert make("matmul", (q, k)).shape == (2, 4, 5, 7)
+    assert make("matmul", (inp((5, 8)), inp((3, 8, 7), name="b"))).shape == (3, 5, 7)
+    with pytest.raises(ShapeError, match=r"matmul shapes \[2, 4, 5, 8\] @ \[2, 1, 7, 8\] do not agree"):
+        make("matmul", (q, inp((2, 1, 7, 8), name="b")))
+    with pytest.raises(ShapeError, match="cannot broadcast"):
+        make("matmul", (q, inp((3, 1, 8, 7), name="b")))

@@ -22,7 +22,9 @@ def random_feeds(graph: Graph, symbols: dict[str, int] | None = None, seed: int 
     feeds = {}
     for n in graph.inputs:
         shape = tuple(sizes[d] if isinstance(d, str) else d for d in n.shape)
-        if n.dtype.startswith("int"):
+        if n.dtype == "bool":
+            feeds[n.attr("name")] = torch.rand(shape, generator=gen) < 0.6
+        elif n.dtype.startswith("int"):
             feeds[n.attr("name")] = torch.randint(0, 2, shape, generator=gen, dtype=TORCH_DTYPE[n.dtype])
         else:
             feeds[n.attr("name")] = torch.randn(shape, generator=gen).to(TORCH_DTYPE[n.dtype])

@@ -270,3 +270,38 @@ def test_tiny_llama_reference_executor_matches_interpreter(bias, qk_norm, tied):
     got = Executable(program, backend="reference").run({k: v.clone() for k, v in feeds.items()})
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
+def test_comparisons_and_where_fuse_into_pointwise_kernels():
+    p = compile_and_check("""
+        %x = input() {name="x"} : f32[T, 8]
+        %m = input() {name="m"} : bool[8]
+        %z = constant() {value=0.0} : f32[]
+        %0 = gt(%x, %z) : bool[T, 8]
+        %1 = logical_and(%0, %m) : bool[T, 8]
+        %2 = exp(%x) : f32[T, 8]
+        %3 = where(%1, %x, %2) : f32[T, 8]
+        %4 = logical_not(%1) : bool[T, 8]
+        return y=%3, mask=%4""")
+    # the condition (two users) is stored once, as bytes; where reads it and computes exp inline
+    cond, pick, negate = p.kernels
+    assert (cond.kind, p.buffer(cond.output.buffer).dtype) == ("pointwise", "bool")
+    assert ops_of(cond.expr)[-1] == "logical_and" and ops_of(pick.expr)[-1] == "where" and "exp" in ops_of(pick.expr)
+    assert p.buffer(dict(p.outputs)["mask"]).dtype == "bool" and ops_of(negate.expr)[-1] == "logical_not"
+
+
+def test_batched_matmul_reads_transposes_and_broadcast_heads_as_views():
+    # a head-per-group attention: k and v of one kv head serve two query heads (stride 0)
+    p = compile_and_check("""
+        %q = input() {name="q"} : f32[2, 2, 5, 4]
+        %k = input() {name="k"} : f32[2, 1, 6, 4]
+        %v = input() {name="v"} : f32[2, 1, 6, 3]
+        %0 = transpose(%k) : f32[2, 1, 4, 6]
+        %1 = matmul(%q, %0) : f32[2, 2, 5, 6]
+        %2 = softmax(%1) : f32[2, 2, 5, 6]
+        %3 = matmul(%2, %v) : f32[2, 2, 5, 3]
+        return y=%3""", t_values=(1,))
+    first, *_, last = p.kernels
+    assert first.kind == last.kind == "batch_matmul"
+    assert first.operands[1].buffer == "k" and first.operands[1].strides == (24, 0, 1, 4)
+    assert last.operands[1].strides == (18, 0, 3, 1)

@@ -126,13 +126,13 @@ class KernelCtx:
     def store(self, view: View, idx: list[str], value: str) -> str:
         dt = self.dtype(view)
         conv = {"float32": value, "bfloat16": f"bf16_store({value})", "float16": f"(f16_t)({value})",
-                "int32": f"(int32_t)({value})", "int64": f"(int64_t)({value})"}[dt]
+                "int32": f"(int32_t)({value})", "int64": f"(int64_t)({value})", "bool": f"({value}) != 0.0f"}[dt]
         return f"{self.ptr(view)}[{self.addr(view, idx)}] = {conv};"
 
     def index_load(self, view: View, idx: list[str]) -> str:
         """An int64 index value (token id, position, slot) read through a view."""
         ref = f"{self.ptr(view)}[{self.addr(view, idx)}]"
-        return ref if self.dtype(view) in ("int64", "int32") else f"(int64_t)({ref})"
+        return ref if self.dtype(view) in ("int64", "int32", "bool") else f"(int64_t)({ref})"
 
     def decompose(self, flat: str, dims, names: list[str]) -> list[str]:
         """Lines splitting row-major flat index `flat` over `dims` into `names`."""
@@ -182,9 +182,14 @@ class KernelCtx:
                  "rsqrt": "1.0f / sqrtf({0})", "reciprocal": "1.0f / {0}", "tanh": "tanhf({0})",
                  "sigmoid": "bz_sigmoid({0})", "silu": "bz_silu({0})", "relu": "bz_relu({0})",
                  "gelu": "bz_gelu({0})", "cos": "cosf({0})", "sin": "sinf({0})", "abs": "fabsf({0})",
-                 "square": "{0} * {0}"}
+                 "square": "{0} * {0}", "logical_not": "{0} == 0.0f ? 1.0f : 0.0f"}
         binary = {"add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-                  "maximum": "bz_max({0}, {1})", "minimum": "bz_min({0}, {1})", "pow": "powf({0}, {1})"}
+                  "maximum": "bz_max({0}, {1})", "minimum": "bz_min({0}, {1})", "pow": "powf({0}, {1})",
+                  "eq": "{0} == {1} ? 1.0f : 0.0f", "ne": "{0} != {1} ? 1.0f : 0.0f",
+                  "lt": "{0} < {1} ? 1.0f : 0.0f", "le": "{0} <= {1} ? 1.0f : 0.0f",
+                  "gt": "{0} > {1} ? 1.0f : 0.0f", "ge": "{0} >= {1} ? 1.0f : 0.0f",
+                  "logical_and": "({0} != 0.0f && {1} != 0.0f) ? 1.0f : 0.0f",
+                  "logical_or": "({0} != 0.0f || {1} != 0.0f) ? 1.0f : 0.0f"}
         if op == "load":
             return load(node.value)
         if op == "const":
@@ -199,11 +204,14 @@ class KernelCtx:
             return rowred(node.value)
         if op == "cast":
             return {"float32": "{0}", "bfloat16": "round_bf16({0})", "float16": "round_f16({0})",
-                    "int32": "(float)(int32_t){0}", "int64": "(float)(int64_t){0}"}[node.value].format(*a)
+                    "int32": "(float)(int32_t){0}", "int64": "(float)(int64_t){0}",
+                    "bool": "({0} != 0.0f ? 1.0f : 0.0f)"}[node.value].format(*a)
         if op in unary and len(a) == 1:
             return unary[op].format(*a)
         if op in binary and len(a) == 2:
             return binary[op].format(*a)
+        if op == "where" and len(a) == 3:
+            return "{0} != 0.0f ? {1} : {2}".format(*a)
         raise CompilationError(f"kernel {self.kernel.name}: cannot emit expression op {op!r} with {len(a)} args")
 
 

@@ -1,4 +1,4 @@
-"""Loop nests per kernel kind (pointwise, reduction, gather, rope, kv_store, attention).
+"""Loop nests per kernel kind (pointwise, reduction, gather, rope, kv_store, attention, batch_matmul).
 
 matmul lives in matmul.py. Each emitter takes a KernelCtx and returns the body lines of the
 kernel's function (pointer declarations and symbols are already in scope).
@@ -6,7 +6,7 @@ kernel's function (pointer declarations and symbols are already in scope).
 from __future__ import annotations
 
 from braze.errors import CompilationError
-from braze.codegen.cpp.emit import KernelCtx, fmt_float, indent
+from braze.codegen.cpp.emit import KernelCtx, fmt_float, indent, paren
 from braze.codegen.cpp.matmul import emit_matmul, matmul_support
 
 
@@ -193,8 +193,40 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         "  }", "}"]
 
 
+def emit_batch_matmul(ctx: KernelCtx) -> list[str]:
+    """Per output row (batch indices and m, in parallel): dot products over K when B is contiguous
+    along K (q @ k^T reads k's rows), else rank-1 updates of a row of N accumulators, so the inner
+    loop runs along B's contiguous N (probs @ v)."""
+    k = ctx.kernel
+    a, b = k.operands
+    out = k.output
+    *batch, m_dim, n_dim = out.shape
+    k_dim = a.shape[-1]
+    names = _axis_names(len(batch)) + ["m"]
+    ncols, kdim = ctx.dim(n_dim), ctx.dim(k_dim)
+    row = ctx.decompose("o", tuple(batch) + (m_dim,), names)
+    if b.strides[-2] == 1:
+        row += [f"for (int64_t n = 0; n < {ncols}; ++n) {{",
+                "  float s = 0.0f;", "  #pragma omp simd reduction(+:s)",
+                f"  for (int64_t kk = 0; kk < {kdim}; ++kk) "
+                f"s += {ctx.load(a, names + ['kk'])} * {ctx.load(b, names[:-1] + ['kk', 'n'])};",
+                f"  {ctx.store(out, names + ['n'], 's')}", "}"]
+    else:
+        row += [f"float* acc = bz_scratch((size_t){paren(ncols)});",
+                f"for (int64_t n = 0; n < {ncols}; ++n) acc[n] = 0.0f;",
+                f"for (int64_t kk = 0; kk < {kdim}; ++kk) {{",
+                f"  const float x = {ctx.load(a, names + ['kk'])};", "  #pragma omp simd",
+                f"  for (int64_t n = 0; n < {ncols}; ++n) acc[n] += x * {ctx.load(b, names[:-1] + ['kk', 'n'])};",
+                "}",
+                f"for (int64_t n = 0; n < {ncols}; ++n) {{ {ctx.store(out, names + ['n'], 'acc[n]')} }}"]
+    rows = ctx.prod(tuple(batch) + (m_dim,))
+    return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod(tuple(out.shape)) + ' * ' + kdim)}",
+            f"for (int64_t o = 0; o < {rows}; ++o) {{", *indent(row), "}"]
+
+
 EMITTERS = {"pointwise": emit_pointwise, "reduction": emit_reduction, "matmul": emit_matmul,
-            "gather": emit_gather, "rope": emit_rope, "kv_store": emit_kv_store, "attention": emit_attention}
+            "gather": emit_gather, "rope": emit_rope, "kv_store": emit_kv_store, "attention": emit_attention,
+            "batch_matmul": emit_batch_matmul}
 
 
 def support_code(program) -> str:

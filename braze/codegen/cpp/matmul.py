@@ -145,4 +145,4 @@ def may_alias(program, a: str, b: str) -> bool:
     return a0 < b1 and b0 < a1
 
 
-ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8}
+ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1}

@@ -1,13 +1,14 @@
 """The fixed part of every generated translation unit: dtype conversions and the matmul micro-tiles.
 
 Buffers hold float32, bfloat16 (stored as uint16_t: the upper half of a float32), float16
-(`_Float16`), int32 or int64. Everything computes in float; these helpers convert on load and
+(`_Float16`), int32, int64 or bool (one byte, as torch stores it). Everything computes in float; these helpers convert on load and
 round on store (bf16 with round-to-nearest-even, NaN kept quiet).
 """
 from __future__ import annotations
 
-C_TYPE = {"float32": "float", "bfloat16": "bf16_t", "float16": "f16_t", "int32": "int32_t", "int64": "int64_t"}
-TAG = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64"}
+C_TYPE = {"float32": "float", "bfloat16": "bf16_t", "float16": "f16_t", "int32": "int32_t", "int64": "int64_t",
+          "bool": "bool"}
+TAG = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64", "bool": "b8"}
 
 PRELUDE = r"""
 #include <cstdint>
@@ -32,6 +33,7 @@ static inline float to_f(bf16_t x) { return bf16_load(x); }
 static inline float to_f(f16_t x) { return (float)x; }
 static inline float to_f(int32_t x) { return (float)x; }
 static inline float to_f(int64_t x) { return (float)x; }
+static inline float to_f(bool x) { return x ? 1.0f : 0.0f; }
 static inline float round_bf16(float x) { return bf16_load(bf16_store(x)); }
 static inline float round_f16(float x) { return (float)(f16_t)x; }
 static inline float bz_max(float a, float b) { return (a != a || a > b) ? a : b; }  // NaN-propagating

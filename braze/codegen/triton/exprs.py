@@ -10,7 +10,7 @@ from typing import Callable
 from braze.ir.kernel import Expr
 
 TRITON_DTYPE = {"float32": "tl.float32", "bfloat16": "tl.bfloat16", "float16": "tl.float16",
-                "int32": "tl.int32", "int64": "tl.int64"}
+                "int32": "tl.int32", "int64": "tl.int64", "bool": "tl.int1"}
 
 _UNARY = {
     "neg": "-({0})",
@@ -28,6 +28,7 @@ _UNARY = {
     "sin": "tl.sin({0})",
     "abs": "tl.abs({0})",
     "square": "(({0}) * ({0}))",
+    "logical_not": "tl.where(({0}) == 0.0, 1.0, 0.0)",
 }
 _BINARY = {
     "add": "({0} + {1})",
@@ -37,7 +38,23 @@ _BINARY = {
     "maximum": "tl.maximum({0}, {1})",
     "minimum": "tl.minimum({0}, {1})",
     "pow": "libdevice.pow({0}, {1})",
+    # comparisons and logical ops: 1.0 or 0.0, like every value a kernel computes
+    "eq": "tl.where({0} == {1}, 1.0, 0.0)",
+    "ne": "tl.where({0} != {1}, 1.0, 0.0)",
+    "lt": "tl.where({0} < {1}, 1.0, 0.0)",
+    "le": "tl.where({0} <= {1}, 1.0, 0.0)",
+    "gt": "tl.where({0} > {1}, 1.0, 0.0)",
+    "ge": "tl.where({0} >= {1}, 1.0, 0.0)",
+    "logical_and": "tl.where(({0} != 0.0) & ({1} != 0.0), 1.0, 0.0)",
+    "logical_or": "tl.where(({0} != 0.0) | ({1} != 0.0), 1.0, 0.0)",
+    "where": "tl.where({0} != 0.0, {1}, {2})",
 }
+
+
+def literal(value) -> str:
+    """A float constant as Triton source (inf and nan have no literal: float('-inf'))."""
+    text = repr(float(value))
+    return text if text.lstrip("-")[0].isdigit() else f"float('{text}')"
 
 
 class ExprEmitter:
@@ -65,7 +82,7 @@ class ExprEmitter:
                     self.loaded[e.value] = self._new(self.load(e.value))
                 names[id(e)] = self.loaded[e.value]
             elif e.op == "const":
-                names[id(e)] = repr(float(e.value))
+                names[id(e)] = literal(e.value)
             elif e.op == "acc":
                 if acc is None:
                     raise ValueError("acc used outside a matmul epilogue")

@@ -66,6 +66,7 @@ EMITTERS = {  # kind -> (module in braze.codegen.triton, function)
     "pointwise": ("simple", "emit_pointwise"), "reduction": ("simple", "emit_reduction"),
     "gather": ("simple", "emit_gather"), "rope": ("simple", "emit_rope"), "kv_store": ("simple", "emit_kv_store"),
     "matmul": ("matmul", "emit_matmul"), "attention": ("attention", "emit_attention"),
+    "batch_matmul": ("batch_matmul", "emit_batch_matmul"),
 }
 
 
