@@ -201,6 +201,8 @@ def _rules(im: _Importer) -> dict[Any, Callable]:
         aten.contiguous.default: lambda x, memory_format=None: x,
         aten.clone.default: lambda x, memory_format=None: x,
         aten.alias.default: lambda x: x,
+        # export's check that a cast's input has the traced dtype: shapes and dtypes are static here
+        aten._assert_tensor_metadata.default: lambda *args, **kwargs: None,
         aten.detach.default: lambda x: x,
         aten.dropout.default: lambda x, p, train: x if not (train and p) else _refuse("dropout in training mode"),
         aten.slice.Tensor: lambda x, dim=0, start=None, end=None, step=1: im.slice(x, dim, start, end, step),
