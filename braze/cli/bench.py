@@ -17,6 +17,11 @@ def run_bench(args) -> int:
         run_models_suite(args.models, device=args.device, peers=args.peers, merge=args.merge,
                          out=args.json if args.json != DEFAULT_JSON else "bench/results/latest-cuda.json")
         return 0
+    if args.suite == "kernels":
+        from braze.bench.suite.kernels import DEFAULT_OUT, run_kernel_suite
+        run_kernel_suite(args.kernel_models, args.dtypes, args.seqs, args.cases, args.kernel_peers, args.device,
+                         out=args.json if args.json != DEFAULT_JSON else DEFAULT_OUT, merge=args.merge)
+        return 0
     console = Console(stderr=True)
     result = run_llm_bench(args.model, args.device, args.dtype, args.prompt_len, args.new_tokens, args.repeats,
                            max_model_len=min(args.max_model_len, 1024),

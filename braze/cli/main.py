@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from braze.bench.suite.configs import add_selection_args
+from braze.bench.suite.kernels import add_kernel_suite_args
 from braze.debug import debug_level
 from braze.errors import BrazeError
 
@@ -62,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--new-tokens", type=int, default=32)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--json", default="bench/results/latest-cpu.json", help="where to save the results")
-    bench.add_argument("--suite", default="model", choices=["model", "models"],
+    bench.add_argument("--suite", default="model", choices=["model", "models", "kernels"],
                        help="model: --model against transformers; models: the GPU suite of real-config models "
-                            "against PyTorch eager, torch.compile and transformers")
-    add_selection_args(bench.add_argument_group("with --suite models"))
+                            "against PyTorch eager, torch.compile and transformers; kernels: per-layer subgraphs "
+                            "against eager, torch.compile and max-autotune")
+    add_selection_args(bench.add_argument_group("with --suite models (--merge also with kernels)"))
+    add_kernel_suite_args(bench.add_argument_group("with --suite kernels"))
     return parser
 
 
