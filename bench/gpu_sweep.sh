@@ -16,6 +16,9 @@ for step in $steps; do
     attention)
              timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
+    ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
+               --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} \
+               --kernel-peers ${KSUITE_PEERS:-braze,eager,compile,max-autotune} --merge --out "$OUT/kernels-cuda.json" 2>&1 | tail -70 ;;
     suite)   timeout 400 python3 -m braze.bench.suite --device cuda --models ${SUITE_MODELS:-tinyllama-1.1b} --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
   esac
 done
