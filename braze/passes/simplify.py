@@ -37,7 +37,20 @@ def _div_by_constant(node, x, c):
     return make("mul", (x, make("constant", shape=(), dtype=c.dtype, value=1.0 / c.attr("value"))))
 
 
+def _power_of_constant(node, x, c):
+    """x ** 2 -> x * x (RMSNorm's x.pow(2)), x ** 0.5 -> sqrt, x ** -1 -> reciprocal, x ** 1 -> x: no
+    general pow call in the kernel."""
+    e = c.attr("value")
+    if x.shape != node.shape or x.dtype != node.dtype:
+        return None
+    if e == 2.0:
+        return make("mul", (x, x))
+    return {0.5: lambda: make("sqrt", (x,)), -1.0: lambda: make("reciprocal", (x,)),
+            1.0: lambda: x}.get(e, lambda: None)()
+
+
 SIMPLIFY_RULES = [
+    (Pat("pow", (X(), X("c", lambda n: n.op == "constant"))), _power_of_constant),
     (Pat("mul", (X(), X("c", _const(1.0)))), lambda node, x, c: _same_shape_as_node(x, node)),
     (Pat("mul", (X("c", _const(1.0)), X())), lambda node, x, c: _same_shape_as_node(x, node)),
     (Pat("add", (X(), X("c", _const(0.0)))), lambda node, x, c: _same_shape_as_node(x, node)),

@@ -96,16 +96,22 @@ def library_sources(g) -> str:
     return "\n\n".join(parts)
 
 
+def _window(tensor: str, shape: str, view) -> str:
+    """A 2-d row-major window onto a flat buffer tensor. The offset is relative to the tensor: a temp
+    is a slice of the executable's arena, and as_strided counts from the start of the storage."""
+    return f"{tensor}.as_strided({shape}, ({view.strides[0]}, 1), {tensor}.storage_offset() + {view.offset})"
+
+
 def library_launch(g, operands: list[str], out: str, indent: str = "        ") -> list[str]:
     ctx, k = g.ctx, g.k
     wv = g.bview
     dt = f"torch.{g.wdtype}"
     lines = [f"{indent}# prefill: cuBLAS through torch.mm (a library kernel), braze's prologue/epilogue around it",
-             f"{indent}w = {ctx.buf(wv.buffer)}.as_strided((N, K), ({wv.strides[0]}, 1), {wv.offset})"]
+             f"{indent}w = {_window(ctx.buf(wv.buffer), '(N, K)', wv)}"]
     plain = _plain_a(g)
     if plain is not None:
         av = k.operands[plain]
-        lines.append(f"{indent}a = {operands[plain]}.as_strided((M, K), ({av.strides[0]}, 1), {av.offset})")
+        lines.append(f"{indent}a = {_window(operands[plain], '(M, K)', av)}")
     else:
         lines += [f"{indent}a = _braze_library_workspace({out}.device, {dt}, M * K, 0)[: M * K].view(M, K)",
                   f"{indent}KERNEL_prologue[(triton.cdiv(M, {PROLOGUE_BLOCK_M}),)]({', '.join(operands)}, a, M, N, K, "
@@ -113,7 +119,7 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
                   "num_warps=4)"]
     if _direct_out(g):
         ov = k.output
-        lines.append(f"{indent}torch.mm(a, w.t(), out={out}.as_strided((M, N), ({ov.strides[0]}, 1), {ov.offset}))")
+        lines.append(f"{indent}torch.mm(a, w.t(), out={_window(out, '(M, N)', ov)})")
     else:
         lines += [f"{indent}c = _braze_library_workspace({out}.device, {dt}, M * N, 1)[: M * N].view(M, N)",
                   f"{indent}torch.mm(a, w.t(), out=c)",

@@ -42,3 +42,21 @@ def test_library_can_be_switched_off(monkeypatch):
     monkeypatch.setattr(mm, "USE_LIBRARY_GEMM", False)
     from braze.codegen.triton import emit_module
     assert "torch.mm(" not in emit_module(lower(_graph(72, 120, True, True)))
+
+
+def test_library_matmuls_read_and_write_arena_temps_at_their_offsets(run_program_triton):
+    # a chain of linears: each A is the previous product, a temp that lives at its own offset in
+    # the executable's arena (not at the arena's start)
+    torch.manual_seed(0)
+    b = GraphBuilder(symbols={"T": 128}, name="chain")
+    x = b.input("x", ("T", 64), "float16")
+    h = x
+    for i in range(3):
+        h = b.matmul(h, b.transpose(b.weight(f"w{i}", (torch.randn(64, 64) / 8).half())))
+    graph = b.build({"y": b.add(h, b.input("r", ("T", 64), "float16"))})
+    program = lower(graph)
+    assert len([o for o in program.plan.offsets.values() if o]) >= 1
+    feeds = {"x": torch.randn(100, 64).half(), "r": torch.randn(100, 64).half()}
+    got = run_program_triton(program, feeds)["y"].float()
+    want = interpret(graph, feeds)["y"].float()
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
