@@ -120,6 +120,24 @@ CASES = {
         %2 = concat(%0, %1) {axis=1} : f32[T, 4]
         %3 = concat(%1, %0) {axis=1} : f32[T, 4]
         return a=%2, b=%3"""),
+    "pow_by_constants": (X + """
+        %0 = constant() {value=2.0} : f32[]
+        %1 = pow(%x, %0) : f32[T, 8]
+        %2 = relu(%x) : f32[T, 8]
+        %3 = constant() {value=0.5} : f32[]
+        %4 = pow(%2, %3) : f32[T, 8]
+        %5 = constant() {value=-1.0} : f32[]
+        %6 = pow(%1, %5) : f32[T, 8]
+        %7 = constant() {value=3.0} : f32[]
+        %8 = pow(%x, %7) : f32[T, 8]
+        return a=%1, b=%4, c=%6, d=%8""", X + """
+        %0 = mul(%x, %x) : f32[T, 8]
+        %1 = relu(%x) : f32[T, 8]
+        %2 = sqrt(%1) : f32[T, 8]
+        %3 = reciprocal(%0) : f32[T, 8]
+        %4 = constant() {value=3.0} : f32[]
+        %5 = pow(%x, %4) : f32[T, 8]
+        return a=%0, b=%2, c=%3, d=%5"""),
 }
 
 
