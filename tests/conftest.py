@@ -144,6 +144,37 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     return {family: make_tiny_checkpoint(family, root / family) for family in FAMILIES}
 
 
+# family -> (config class, model class, extra config) of the in-memory models the PyTorch path takes
+CAUSAL_LM_FAMILIES: dict[str, tuple[str, str, dict]] = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 16}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}),
+}
+CAUSAL_LM_VOCAB = 128
+
+
+def make_tiny_causal_lm(family: str) -> torch.nn.Module:
+    """A tiny random float32 transformers causal LM (hidden 64, 2 layers, 4 heads, 2 KV heads,
+    vocab 128) with sdpa attention and no KV cache, in eval mode: what torch.export sees."""
+    import transformers
+
+    config_class, model_class, extra = CAUSAL_LM_FAMILIES[family]
+    config = getattr(transformers, config_class)(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+        vocab_size=CAUSAL_LM_VOCAB, max_position_embeddings=64, attn_implementation="sdpa", use_cache=False, **extra)
+    torch.manual_seed(0)
+    return getattr(transformers, model_class)(config).float().eval()
+
+
+@pytest.fixture
+def tiny_causal_lm():
+    """make_tiny_causal_lm: family (a key of CAUSAL_LM_FAMILIES) -> model."""
+    return make_tiny_causal_lm
+
+
 @pytest.fixture(scope="session")
 def tiny_sharded_checkpoint(tmp_path_factory) -> Path:
     """The same weights as tiny_checkpoints["llama"] (same seed), saved in several shards + index."""

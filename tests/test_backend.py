@@ -128,3 +128,42 @@ def test_with_autograd_recording_the_graph_stays_aten():
     torch.testing.assert_close(compiled(x), module(x))
     assert braze.backend.stats.regions == 0 and braze.backend.stats.fallback_nodes > 0
     torch._dynamo.reset()
+
+
+def test_a_transformers_llama_compiles_whole_and_equals_eager(tiny_causal_lm):
+    """aot_autograd's graph of the model: the mask and positions (arange, cumsum, index,
+    comparisons) are computed at import, attention is braze's attention op, every node in braze."""
+    model = tiny_causal_lm("llama")
+    braze.backend.stats.reset()
+    compiled = torch.compile(model, backend="braze")
+    with torch.no_grad():
+        for seed in range(2):
+            ids = torch.randint(0, 128, (2, 8), generator=torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(compiled(ids).logits, model(ids).logits, atol=1e-4, rtol=1e-4)
+    torch._dynamo.reset()
+    stats = braze.backend.stats
+    assert stats.compiled_nodes / (stats.compiled_nodes + stats.fallback_nodes) >= 0.9, stats
+    assert stats.regions == 1 and stats.fallback_nodes == 0, stats
+
+
+class MaskedAttention(nn.Module):
+    """Attention written out: q @ k^T, masked_fill by a causal buffer, softmax, @ v."""
+
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.heads, self.qkv = heads, nn.Linear(d, 3 * d)
+        self.register_buffer("causal", torch.tril(torch.ones(16, 16, dtype=torch.bool)))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = (z.view(b, t, self.heads, -1).transpose(1, 2) for z in self.qkv(x).split(c, -1))
+        scores = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
+        probs = torch.softmax(scores.masked_fill(~self.causal[:t, :t], float("-inf")), dim=-1)
+        return (probs @ v).transpose(1, 2).reshape(b, t, c)
+
+
+def test_hand_written_masked_attention_compiles_whole():
+    """aot_autograd's bmm/expand form of the matmuls and the mask (a buffer: a run-time input of
+    the region) run in braze: batched matmuls, where and softmax."""
+    stats = run(MaskedAttention(), (2, 6, 32))
+    assert stats.regions == 1 and stats.fallback_nodes == 0, stats

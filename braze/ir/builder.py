@@ -9,7 +9,7 @@ from braze.ir.graph import Graph, Node, make
 from braze.ir.ops import Shape
 
 _TORCH_TO_NAME = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16",
-                  torch.int32: "int32", torch.int64: "int64"}
+                  torch.int32: "int32", torch.int64: "int64", torch.bool: "bool"}
 
 
 class GraphBuilder:

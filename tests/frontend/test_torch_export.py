@@ -1,6 +1,7 @@
 """torch.export frontend: modules compiled through braze (C++ backend on the CPU) equal eager."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,116 @@ def test_attention_block_through_the_triton_kernels():
     torch.testing.assert_close(fast(x.to(device)).cpu(), module(x.to(device)).cpu(), atol=1e-4, rtol=1e-4)
 
 
-def test_masked_attention_is_refused_with_the_reason():
-    class Masked(nn.Module):
-        def forward(self, q, mask):
-            return F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+class HandWrittenAttention(nn.Module):
+    """GPT-style attention written out: q @ k^T, a causal buffer mask through masked_fill, softmax, @ v."""
 
-    ep = torch.export.export(Masked(), (torch.randn(1, 2, 4, 8), torch.ones(4, 4, dtype=torch.bool)))
-    with pytest.raises(UnsupportedOpError, match="mask"):
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.register_buffer("causal", torch.tril(torch.ones(16, 16, dtype=torch.bool)))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(x).split(c, -1))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(c // self.heads)
+        scores = scores.masked_fill(~self.causal[:t, :t], float("-inf"))
+        y = torch.softmax(scores, dim=-1) @ v
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+def test_hand_written_attention_with_a_boolean_mask_equals_eager():
+    torch.manual_seed(0)
+    fast = check(HandWrittenAttention(), torch.randn(2, 6, 32), atol=1e-5)
+    assert [k.kind for k in fast.program.kernels].count("batch_matmul") == 2
+
+
+class MaskedSdpa(nn.Module):
+    """scaled_dot_product_attention with the mask an input: boolean (True = attend) or additive."""
+
+    def forward(self, q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def test_sdpa_with_a_boolean_mask_input_equals_eager():
+    torch.manual_seed(0)
+    mask = torch.rand(2, 1, 5, 7) < 0.7
+    mask[..., 0] = True  # every query sees a key (a fully masked row is NaN in both)
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    module = MaskedSdpa().eval()
+    fast = compile_module(module, q, k, v, mask)
+    torch.testing.assert_close(fast(q, k, v, mask), module(q, k, v, mask), atol=1e-5, rtol=1e-5)
+    other = mask.roll(1, dims=-1) | (torch.arange(7) == 2)
+    torch.testing.assert_close(fast(q, k, v, other), module(q, k, v, other), atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_with_a_float_mask_input_equals_eager():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
+    bias = torch.randn(4, 6)  # an ALiBi-like additive bias, broadcast over batch and heads
+    module = MaskedSdpa().eval()
+    fast = compile_module(module, q, k, v, bias)
+    torch.testing.assert_close(fast(q, k, v, bias), module(q, k, v, bias), atol=1e-5, rtol=1e-5)
+
+
+class ConstantMaskSdpa(nn.Module):
+    """A constant mask: causal (braze's attention op) or a sliding window (decomposed)."""
+
+    def __init__(self, window: int | None):
+        super().__init__()
+        rows, cols = torch.arange(6)[:, None], torch.arange(6)[None, :]
+        visible = cols <= rows if window is None else (cols <= rows) & (cols > rows - window)
+        self.register_buffer("mask", visible)
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask, enable_gqa=True)
+
+
+@pytest.mark.parametrize("window, kind", [(None, "attention"), (3, "batch_matmul")], ids=["causal", "window"])
+def test_sdpa_with_a_constant_mask_picks_the_attention_op_when_it_is_causal(window, kind):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 6, 8), torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 8)
+    fast = check(ConstantMaskSdpa(window), q, k, v)
+    assert kind in [k.kind for k in fast.program.kernels]
+
+
+class CompareAndSelect(nn.Module):
+    """Comparisons, logical ops and where on activations, with bool and float outputs."""
+
+    def forward(self, x, y):
+        inside = (x >= -0.5) & (x < y)
+        outside = ~inside | (x == 0) | (y != 1)
+        clipped = torch.where(x > 0, x, 0.1 * x) + torch.clamp(y, -1, 1)
+        return torch.where(inside, clipped, y.masked_fill(y <= 0, 0.0)), outside, (x > y).float().sum(-1)
+
+
+def test_comparisons_and_where_on_activations_equal_eager():
+    torch.manual_seed(0)
+    fast = check(CompareAndSelect(), torch.randn(3, 10), torch.randn(3, 10))
+    x, y = torch.randn(3, 10), torch.randn(3, 10)
+    assert fast(x, y)[1].dtype == torch.bool
+
+
+@pytest.mark.parametrize("module, shapes", [(HandWrittenAttention(), [(2, 6, 32)]),
+                                            (CompareAndSelect(), [(3, 10), (3, 10)])], ids=["attention", "compare"])
+def test_batched_matmul_and_selects_through_the_triton_kernels(module, shapes):
+    """The Triton backend (the interpreter on a machine without a GPU, float32) on the new ops."""
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    args = [torch.randn(s, device=device) for s in shapes]
+    module = module.eval().to(device)
+    fast = compile_module(module, *args, device=device, backend="triton")
+    got, want = fast(*args), module(*args)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        torch.testing.assert_close(g.cpu(), w.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_dropout_in_attention_is_refused_with_the_reason():
+    class Drops(nn.Module):
+        def forward(self, q):
+            return F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+
+    ep = torch.export.export(Drops(), (torch.randn(1, 2, 4, 8),))
+    with pytest.raises(UnsupportedOpError, match="dropout"):
         import_exported(ep)
 
 
