@@ -7,10 +7,12 @@ torch.compile (default) and torch.compile(mode="max-autotune"). Each braze resul
 against eager before it is timed; a case that fails the check keeps its times but is left out of
 the geomeans and listed.
 
-Timing (the method of triton.testing.do_bench): before each call the L2 cache is flushed by
-writing a buffer larger than it, then CUDA events around the call; median of `repeats` calls after
-warm-up. Host work that fits under the flush is hidden, so a peer's Python overhead shows only
-where it leaves the GPU idle between its kernels.
+Timing: each peer's call is captured once in a CUDA graph, so what is timed is the GPU work of
+the call (its kernels and the gaps between them), not the Python that launches them; before each
+replay the L2 cache is flushed by writing a buffer larger than it (triton.testing.do_bench's
+method), then CUDA events around the replay; median of `repeats`. max-autotune is
+torch.compile(mode="max-autotune-no-cudagraphs") inside the same capture (its own CUDA graphs
+cannot be captured again). The wall time of a plain call, host included, is kept as `call_us`.
 
     python -m braze.bench.suite.kernels --models tinyllama-1.1b --dtypes bfloat16 --seqs 32,128
 """
@@ -45,24 +47,46 @@ def _flush_buffer(device: str) -> torch.Tensor | None:
     return torch.empty(256 << 20, dtype=torch.int8, device=device)  # larger than any L2 so far (50-60 MB)
 
 
-def time_call(fn, device: str, repeats: int, warmup: int = 3, flush: torch.Tensor | None = None) -> float:
-    """Median microseconds of fn() with a cold L2 (CUDA events), or wall time on the CPU."""
+def wall_us(fn, device: str, repeats: int, warmup: int = 3) -> float:
+    """Median wall microseconds of one call, host work included (synchronized around each call)."""
     for _ in range(warmup):
         fn()
-    if not device.startswith("cuda"):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1e6 * sorted(times)[len(times) // 2]
+
+
+def graphed(fn):
+    """fn's GPU work captured once in a CUDA graph (warmed up first on a side stream); its replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
             fn()
-            times.append(time.perf_counter() - start)
-        return 1e6 * sorted(times)[len(times) // 2]
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def gpu_us(replay, repeats: int, flush: torch.Tensor | None) -> float:
+    """Median microseconds of replay() with a cold L2, by CUDA events."""
+    replay()
     torch.cuda.synchronize()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
     for start, end in events:
         if flush is not None:
             flush.zero_()
         start.record()
-        fn()
+        replay()
         end.record()
     torch.cuda.synchronize()
     times = sorted(s.elapsed_time(e) for s, e in events)
@@ -88,7 +112,8 @@ def bench_case(model: str, case: str, seq: int, dtype: str, device: str, peers, 
     import braze
 
     entry = {"name": f"{model}/{case}", "model": model, "case": case, "dtype": dtype, "seq": seq,
-             **{TIME_KEYS[p]: None for p in PEERS}, "max_rel_error": None, "checked": False, "errors": {}}
+             **{TIME_KEYS[p]: None for p in PEERS}, "call_us": {}, "max_rel_error": None, "checked": False,
+             "errors": {}}
     module, inputs = build_case(case, MODEL_CONFIGS[model], seq, getattr(torch, dtype), device)
     with torch.inference_mode():
         want = module(*inputs)
@@ -106,7 +131,10 @@ def bench_case(model: str, case: str, seq: int, dtype: str, device: str, peers, 
                     entry["braze_kernels"] = len(fn.program.kernels)
                     entry["max_rel_error"] = relative_error(got, want)
                     entry["checked"] = entry["max_rel_error"] <= TOLERANCE[dtype]
-                entry[TIME_KEYS[peer]] = time_call(lambda: fn(*inputs), device, repeats, flush=flush)
+                call = lambda: fn(*inputs)  # noqa: E731
+                entry["call_us"][peer] = wall_us(call, device, max(5, repeats // 4))
+                entry[TIME_KEYS[peer]] = (gpu_us(graphed(call), repeats, flush) if device.startswith("cuda")
+                                          else entry["call_us"][peer])
         except Exception as e:  # noqa: BLE001  (one peer's failure is recorded, the suite goes on)
             entry["errors"][peer] = f"{type(e).__name__}: {str(e).strip()[:400]}"
         finally:
@@ -115,7 +143,7 @@ def bench_case(model: str, case: str, seq: int, dtype: str, device: str, peers, 
     measure("braze", lambda: braze.compile_module(module, *inputs, device=device))
     measure("eager", lambda: module)
     measure("compile", lambda: torch.compile(module, fullgraph=True))
-    measure("max-autotune", lambda: torch.compile(module, mode="max-autotune", fullgraph=True))
+    measure("max-autotune", lambda: torch.compile(module, mode="max-autotune-no-cudagraphs", fullgraph=True))
     times = "  ".join(f"{p} {entry[TIME_KEYS[p]]:.1f}" for p in PEERS if entry[TIME_KEYS[p]] is not None)
     check = "ok" if entry["checked"] else f"CHECK FAILED (rel err {entry['max_rel_error']})"
     say(f"  {entry['name']:<32} {dtype:<9} seq {seq:<4} us: {times}  [{check}]"
@@ -162,7 +190,8 @@ def run_kernel_suite(models=KERNEL_MODELS, dtypes=DTYPES, seqs=SEQS, cases=CASES
     cases = _split(cases, CASES, "case")
     peers = _split(peers, PEERS, "peer")
     result = {"device": _device_name(device), **_versions(), "suite": "kernels", "batch": 1, "repeats": repeats,
-              "timing": "median of CUDA-event times per call, L2 flushed before each call", "cases": []}
+              "timing": ("GPU time of one call replayed from a CUDA graph, L2 flushed before each replay, median; "
+                                          "call_us: wall time of a plain call, host included"), "cases": []}
     earlier = []
     if merge and out and Path(out).exists():
         earlier = json.loads(Path(out).read_text()).get("cases", [])
