@@ -199,6 +199,9 @@ class Lowering:
             return self.reshape(self.matmul(self.reshape(a, (1,) + a.shape), b), None, drop=-2)
         if len(b.shape) == 1:
             return self.reshape(self.matmul(a, self.reshape(b, b.shape + (1,))), None, drop=-1)
+        if len(b.shape) == 2 and len(a.shape) > 2:  # [..., K] @ [K, N]: rows of a 2-d matmul (a linear)
+            flat = self.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
+            return self.reshape(make("matmul", (flat, self.cast(b, a.dtype))), a.shape[:-1] + (b.shape[1],))
         return make("matmul", (a, self.cast(b, a.dtype)))
 
     # -- shapes ---------------------------------------------------------------------------------

@@ -251,6 +251,15 @@ def _producer_of_output(f: _Fusion, n: Node) -> Node | None:
     return node if f.output_reshaped(node) is n else None
 
 
+def _split_point(f: _Fusion, root: Node, reduction: Node, anchor: Node) -> Node:
+    """Where a region holding a matmul and a reduction is cut: the reduction gets its own buffer,
+    or (it is the region's root: a reduction of the matmul's epilogue) its input does, or the matmul."""
+    for n in (reduction, reduction.inputs[0], anchor):
+        if n is not root and id(n) not in f.forced and n.op not in VIEW_OPS + ("constant", "input", "weight"):
+            return n
+    return anchor
+
+
 def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = None) -> Kernel:
     """The kernel computing root, writing its own buffer or (a concat part) `out_view`."""
     epilogue, prologue = _inlined_region(f, root)
@@ -263,7 +272,7 @@ def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = No
     kb = _KernelBuilder(f)
     if anchors:
         if len(anchors) > 1 or reductions:
-            raise _Demote(anchors[-1] if len(anchors) > 1 else reductions[0])
+            raise _Demote(anchors[-1] if len(anchors) > 1 else _split_point(f, root, reductions[0], anchors[0]))
         lin = anchors[0]
         a, w = lin.inputs
         if len(a.shape) != 2:

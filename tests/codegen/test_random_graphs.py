@@ -4,7 +4,8 @@ at two different token counts T with one compiled program.
 
 Graphs mix unary/binary pointwise ops with broadcasting of [T, C], [T, 1] and [C] values,
 last-axis reductions (keepdim), rms_norm/softmax/mean composites, and linear/matmul with small odd
-sizes. Unsafe ops get safe arguments: log/sqrt/rsqrt/reciprocal/div see abs(x) + 1, exp sees tanh(x).
+sizes, and selects: where(a comparison of two values (and/or/not another), one value, another).
+Unsafe ops get safe arguments: log/sqrt/rsqrt/reciprocal/div see abs(x) + 1, exp sees tanh(x).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ WIDTHS = (5, 7, 12, 33)
 SAFE_UNARY = ("neg", "tanh", "sigmoid", "silu", "relu", "gelu", "abs", "cos", "sin", "square")
 POSITIVE_UNARY = ("log", "sqrt", "rsqrt", "reciprocal")
 BINARY = ("add", "sub", "mul", "maximum", "minimum", "div")
-STEPS = ("unary", "unary", "positive", "exp", "binary", "binary", "binary", "reduce", "mean",
+COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
+STEPS = ("unary", "unary", "positive", "exp", "binary", "binary", "binary", "select", "reduce", "mean",
          "rms_norm", "softmax", "linear", "matmul")
 
 
@@ -85,6 +87,21 @@ class RandomGraph:
                 v, other = other, v
             op = draw(st.sampled_from(BINARY))
             out = self.op(op, v, self.positive(other) if op == "div" else other)
+        elif kind == "select":
+            def fits(n):
+                try:
+                    broadcast(v.shape, n.shape)
+                    return True
+                except ShapeError:
+                    return False
+            a, b = self.pick(fits), self.pick(fits)
+            cond = self.op(draw(st.sampled_from(COMPARE)), v, a)
+            combine = draw(st.sampled_from(("none", "logical_and", "logical_or", "logical_not")))
+            if combine == "logical_not":
+                cond = self.op("logical_not", cond)
+            elif combine != "none":
+                cond = self.op(combine, cond, self.op("gt", b, self.b.constant(0.0)))
+            out = self.op("where", cond, a, b)
         else:
             v = self.pick(wide)
             if v is None:

@@ -224,6 +224,23 @@ def test_batched_matmul_and_selects_through_the_triton_kernels(module, shapes):
         torch.testing.assert_close(g.cpu(), w.cpu(), atol=1e-4, rtol=1e-4)
 
 
+class Matmuls(nn.Module):
+    """torch.matmul in its forms: [B, T, C] @ a weight, a vector, and bmm of two activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.w, self.v = nn.Parameter(torch.randn(12, 7)), nn.Parameter(torch.randn(7))
+
+    def forward(self, x, y):
+        h = x @ self.w                                   # [2, 5, 7]
+        return h @ self.v, torch.bmm(h, y), y.transpose(1, 2) @ h.transpose(1, 2)
+
+
+def test_matmul_forms_equal_eager():
+    torch.manual_seed(0)
+    check(Matmuls(), torch.randn(2, 5, 12), torch.randn(2, 7, 3), atol=1e-4, rtol=1e-4)
+
+
 def test_dropout_in_attention_is_refused_with_the_reason():
     class Drops(nn.Module):
         def forward(self, q):

@@ -305,3 +305,15 @@ def test_batched_matmul_reads_transposes_and_broadcast_heads_as_views():
     assert first.kind == last.kind == "batch_matmul"
     assert first.operands[1].buffer == "k" and first.operands[1].strides == (24, 0, 1, 4)
     assert last.operands[1].strides == (18, 0, 3, 1)
+
+
+def test_a_reduction_of_a_matmul_epilogue_reads_the_matmul_output():
+    # linear -> pointwise -> row sum: the matmul keeps its epilogue, the sum gets its own kernel
+    p = compile_and_check("""
+        %x = input() {name="x"} : f32[T, 8]
+        %w = weight() {name="w"} : f32[6, 8]
+        %0 = linear(%x, %w) : f32[T, 6]
+        %1 = maximum(%0, %0) : f32[T, 6]
+        %2 = sum(%1) : f32[T, 1]
+        return y=%2""")
+    assert [(k.kind, k.sources) for k in p.kernels] == [("matmul", ("linear", "maximum")), ("reduction", ("sum",))]

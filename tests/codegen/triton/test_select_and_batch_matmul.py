@@ -23,3 +23,14 @@ def test_triton_equals_the_interpreter(text, t, run_program_triton):
     for name in want:
         assert got[name].dtype == want[name].dtype, name
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+def test_half_precision_batched_matmul_runs_in_its_dtype(run_program_triton):
+    """float16 operands go to tl.dot as float16 (tensor cores on a GPU), accumulating in float32."""
+    g = graph(BROADCAST_LEFT.replace("f32", "f16"))
+    program = lower(g)
+    inputs = feeds(g, {"T": 3}, seed=3)
+    want = (inputs["a"].float() @ inputs["b"].float()).half()
+    got = run_program_triton(program, inputs)["out"]
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
