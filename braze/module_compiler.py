@@ -32,12 +32,18 @@ class CompiledGraph:
     def __init__(self, graph: Graph, input_names: list[str], device: str = "cpu", backend: str | None = None):
         self.graph, self.input_names, self.device = graph, input_names, device
         self.program = lower(graph)
-        self.executable = Executable(self.program, backend=backend or DEFAULT_BACKEND[device], device=device)
+        self.executable = Executable(self.program, backend=backend or DEFAULT_BACKEND[device], device=device,
+                                     fresh_outputs=True)
 
     def run(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.executable.run({name: a.contiguous() for name, a in zip(self.input_names, args)})
-        # temps are views of the executable's arena, overwritten by the next call: hand out copies
-        return tuple(outputs[f"out{i}"].clone() for i in range(len(outputs)))
+        # computed outputs are new tensors each call; one that is an input or a constant is copied,
+        # so the caller never holds an alias of its argument or of braze's weights
+        return tuple(self._own(outputs[f"out{i}"], i) for i in range(len(outputs)))
+
+    def _own(self, value: torch.Tensor, i: int) -> torch.Tensor:
+        buf = self.program.buffer(dict(self.program.outputs)[f"out{i}"])
+        return value if buf.kind == "temp" else value.clone()
 
 
 class CompiledModule(CompiledGraph):

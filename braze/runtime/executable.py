@@ -21,7 +21,10 @@ DEFAULT_BACKEND = {"cpu": "cpp", "cuda": "triton"}
 
 
 class Executable:
-    def __init__(self, program: Program, backend: str = "cpp", device: str = "cpu"):
+    """fresh_outputs: computed outputs get new tensors each run (written by their kernels directly)
+    instead of arena views that the next run overwrites."""
+
+    def __init__(self, program: Program, backend: str = "cpp", device: str = "cpu", fresh_outputs: bool = False):
         if backend not in BACKENDS:
             raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's CPU interpreter, for tests
@@ -30,6 +33,7 @@ class Executable:
         if program.plan is None:
             raise ValueError("program has no memory plan; run it through braze.passes.pipeline.lower")
         self.program = program
+        self.fresh_outputs = fresh_outputs
         self.backend = backend
         self.device = torch.device(device)
         self.symbol_names = sorted(program.symbols)
@@ -83,8 +87,15 @@ class Executable:
         return flat, symbols
 
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run one step. Returned temps are views of the arena, valid until the next run."""
+        """Run one step. Returned temps are views of the arena, valid until the next run (unless
+        fresh_outputs)."""
         flat, symbols = self._bind(feeds)
+        if self.fresh_outputs:
+            for _, buf in self.program.outputs:
+                b = self.program.buffer(buf)
+                if b.kind == "temp":
+                    flat[buf] = torch.empty(_numel(resolve(b.shape, symbols)), dtype=TORCH_DTYPE[b.dtype],
+                                            device=self.device)
         if self.backend == "cpp":
             pointers = [flat[b.name].data_ptr() for b in self.program.buffers]
             self.compiled.run(pointers, [symbols[s] for s in self.symbol_names])

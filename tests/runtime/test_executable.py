@@ -35,3 +35,14 @@ def test_bad_inputs_are_named():
         exe.run({"x": torch.ones(5, 4)})
     with pytest.raises(InvalidArgumentError, match="float32"):
         exe.run({"x": torch.ones(2, 4, dtype=torch.float64)})
+
+
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_fresh_outputs_survive_the_next_run(backend):
+    exe = Executable(lower(parse_graph(GRAPH, {"w": torch.randn(4, 4)}, {"T": 4})), backend=backend,
+                     fresh_outputs=True)
+    first = exe.run({"x": torch.ones(3, 4)})["b"]
+    second = exe.run({"x": torch.zeros(3, 4)})["b"]
+    assert first.data_ptr() != second.data_ptr()
+    torch.testing.assert_close(first, torch.full((3, 4), 2.0))
+    torch.testing.assert_close(second, torch.zeros(3, 4))

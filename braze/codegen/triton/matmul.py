@@ -44,7 +44,10 @@ from braze.ir.kernel import Expr, Kernel
 GEMV_MAX_M = 16  # M up to this runs the weight-streaming GEMV
 M_BUCKETS = (1, 16, 64, 0)  # launcher buckets: M == 1, M <= 16, M <= 64, larger (0)
 NUM_SMS = 132  # H100 SXM; only used to size grids (split-K) in the heuristic
-USE_LIBRARY_GEMM = True  # M > 64 in bf16/f16: cuBLAS for the product, braze's kernels around it
+# M > 16: cuBLAS for the product, braze's kernels around it. The kernel suite on an H100 measured
+# cuBLAS ahead of the tl.dot GEMM at M = 32 (TinyLlama's four shapes, bf16) and far ahead in
+# float32, where tl.dot with input_precision="ieee" has no tensor cores (bench/NOTES.md).
+USE_LIBRARY_GEMM = True
 ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -476,7 +479,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
                           f"SPLIT_K=1, EVEN_K=even_k, ONE_PASS={g.row_scale is not None}, {tune})")
-        elif mb == 0 and use_library:
+        elif (mb == 0 or mb > GEMV_MAX_M) and use_library:
             launch += library_launch(g, operands, out)
         else:
             launch.append(f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)")

@@ -2,7 +2,7 @@
 
 For large M the tensor-core GEMM is where the time goes, and cuBLAS's Hopper kernels beat a
 generated tl.dot GEMM whose A tile passes through registers for the prologue. So when M is large
-the launcher runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
+the launcher (M > 16) runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
 a plain contiguous-row view), torch.mm(A, W^T) (a library kernel, reported as such), and
 KERNEL_epilogue (residual/bias/activation, skipped when the output is the product itself).
 Decode (small M) keeps the fully fused GEMV.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 
-LIBRARY_DTYPES = ("bfloat16", "float16")
+LIBRARY_DTYPES = ("bfloat16", "float16", "float32")
 PROLOGUE_BLOCK_M, PROLOGUE_BLOCK_K = 4, 512
 EPILOGUE_BLOCK_M, EPILOGUE_BLOCK_N = 16, 128
 
