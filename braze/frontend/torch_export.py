@@ -80,7 +80,7 @@ class _FxImporter(Lowering):
                 value = graph.owning_module
                 for part in node.target.split("."):
                     value = getattr(value, part)
-                env[node.name] = self.known(value, node.target)
+                env[node.name] = self.known(value.cpu() if isinstance(value, torch.Tensor) else value, node.target)
             elif node.op == "call_function":
                 args = torch.fx.node.map_arg(node.args, lambda n: env[n.name])
                 kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n.name])
@@ -95,6 +95,7 @@ class _FxImporter(Lowering):
     def call(self, node: torch.fx.Node, args, kwargs):
         leaves = tree_leaves((args, kwargs))
         if not any(isinstance(x, Node) for x in leaves) and _foldable(node.target):
+            args, kwargs = tree_map(_cpu_device, (args, kwargs))  # constants live on the CPU (graph weights do)
             try:
                 return self.known(node.target(*args, **kwargs), node.name)  # a constant: torch computes it
             except Exception as e:  # noqa: BLE001  (the op's own error, said in one line)
@@ -120,6 +121,10 @@ class _FxImporter(Lowering):
     def inline(self, module: torch.fx.GraphModule, args):
         placeholders = [n.name for n in module.graph.nodes if n.op == "placeholder"]
         return tuple(self.run(module.graph, dict(zip(placeholders, args))))
+
+
+def _cpu_device(value):
+    return torch.device("cpu") if isinstance(value, torch.device) else value
 
 
 def _torch_dtype(x: Node) -> torch.dtype:
@@ -149,10 +154,10 @@ def import_fx(graph: torch.fx.Graph, weights: dict[str, tuple[str, torch.Tensor]
             continue
         if node.name in weights:
             weight_name, tensor = weights[node.name]
-            env[node.name] = b.weight(weight_name, tensor.detach().contiguous())
+            env[node.name] = b.weight(weight_name, tensor.detach().cpu().contiguous())  # the executable places it
         elif constants and node.name in constants:
             constant_name, tensor = constants[node.name]
-            env[node.name] = importer.known(tensor.detach(), constant_name)
+            env[node.name] = importer.known(tensor.detach().cpu(), constant_name)
         else:
             env[node.name] = _input(b, node)
     outputs = {}

@@ -46,3 +46,16 @@ def test_padding_mask_given_as_an_input_runs_on_activations(tiny_causal_lm):
     # padding queries see no key: zeros from attention, as torch's safe softmax gives, not NaN
     torch.testing.assert_close(fast(ids, padded), want, atol=1e-4, rtol=1e-4)
     assert "batch_matmul" in [k.kind for k in fast.program.kernels]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_exported_model_on_the_gpu_equals_eager(family, tiny_causal_lm):
+    """The same models through the Triton kernels (float32: tl.dot in IEEE precision)."""
+    model = tiny_causal_lm(family).cuda()
+    fast = compile_module(model, token_ids(0).cuda(), device="cuda")
+    ids = token_ids(1).cuda()
+    with torch.no_grad():
+        want = model(ids).logits
+    torch.testing.assert_close(fast(ids), want, atol=1e-4, rtol=1e-4)

@@ -28,8 +28,7 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
              "    cols = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]",
              "    mask = (rows < ROWS) & (cols < COLS)",
              "    rows64 = rows.to(tl.int64)"] + split
-    emitter = ExprEmitter(lambda i: f"tl.load(in{i} + {view_offsets(k.operands[i], row_names)}, mask=mask, "
-                                    f"other=0.0).to(tl.float32)")
+    emitter = ExprEmitter(lambda i: _load(i, k.operands[i], view_offsets(k.operands[i], row_names), "mask"))
     value = emitter.emit(k.expr)
     lines += emitter.lines
     out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
@@ -45,6 +44,15 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
 
 
 # ---------------------------------------------------------------- shared helpers
+
+
+def _load(i: int, v: View, offsets: str, mask: str) -> str:
+    """Operand i at `offsets`, masked; a value broadcast along every dim (a 0-d input, a scalar
+    weight) is one scalar load (a block mask on a scalar pointer does not compile)."""
+    if not any(v.strides):
+        return f"tl.load(in{i} + {offsets}).to(tl.float32)"
+    return f"tl.load(in{i} + {offsets}, mask={mask}, other=0.0).to(tl.float32)"
+
 
 MAX_ROW_BLOCK = 16384  # a reduction row wider than this is folded in column chunks of CHUNK
 CHUNK = 4096
@@ -113,7 +121,7 @@ def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         lines += ["    cols = tl.arange(0, BC)[None, :]", f"    mask = row_mask & (cols < {cols})"]
 
     def load_row(i: int) -> str:  # operand i over the block's columns
-        return f"tl.load(in{i} + {view_offsets(k.operands[i], row_names)}, mask=mask, other=0.0).to(tl.float32)"
+        return _load(i, k.operands[i], view_offsets(k.operands[i], row_names), "mask")
 
     body_indent = "        " if chunked else "    "
     emitter = ExprEmitter(load_row, indent=body_indent)
@@ -161,8 +169,7 @@ def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     elif k.expr is not None:  # one value per row: the expression at column 0
         emitter.forget_loads()
         emitter.indent = "    "
-        emitter.load = lambda i: (f"tl.load(in{i} + {view_offsets(k.operands[i], row_names, None)}, "
-                                  f"mask=row_mask, other=0.0).to(tl.float32)")
+        emitter.load = lambda i: _load(i, k.operands[i], view_offsets(k.operands[i], row_names, None), "row_mask")
         lines.append("    # output, one value per row")
         value = emit(k.expr, reds)
         lines.append(f"    value = ({value}) + tl.zeros([BR, 1], tl.float32)")

@@ -251,3 +251,20 @@ def test_fused_qkv_rope_and_one_kv_store(run_program_triton):
         weights, feeds = fused_attention_case(slots, positions)
         check_graph(FUSED_ATTENTION_TEXT, weights, feeds, run_program_triton, symbols={"T": 8}, rtol=1e-4,
                     kinds={"rope", "kv_store", "attention"})
+
+
+def test_a_scalar_operand_is_one_unmasked_load(run_program_triton):
+    """A 0-d input (torch.compile hands a region its scalar constants so) broadcast over the block:
+    a block mask on its scalar pointer does not compile on the GPU."""
+    text = """
+        %x = input() {name="x"} : f32[T, 24]
+        %s = input() {name="s"} : f32[]
+        %0 = mul(%x, %s) : f32[T, 24]
+        %1 = add(%0, %s) : f32[T, 24]
+        %2 = sum(%1) : f32[T, 1]
+        %3 = add(%2, %s) : f32[T, 1]
+        return y=%1, r=%3"""
+    feeds = {"x": torch.randn(5, 24, generator=gen(3)), "s": torch.tensor(1.5)}
+    program = check_graph(text, {}, feeds, run_program_triton)
+    from braze.codegen.triton import emit_module
+    assert "tl.load(in1 + 0).to(tl.float32)" in emit_module(program)
