@@ -14,6 +14,7 @@ from braze.ir.kernel import Program
 from braze.ir.kernel_verify import verify_program
 from braze.ir.verify import verify_graph
 from braze.passes.cleanup import eliminate_common_subexpressions, eliminate_dead_code
+from braze.passes.concat import distribute_over_concat
 from braze.passes.decompose import decompose
 from braze.passes.flatten import flatten_leading_dims
 from braze.passes.fold import fold_constants
@@ -24,6 +25,7 @@ from braze.passes.simplify import simplify
 
 GRAPH_PASSES = [
     decompose,                       # rms_norm, softmax, mean -> pointwise + reductions
+    distribute_over_concat,          # op(cat(a, b)) -> cat(op(a), op(b)): each part written in place
     flatten_leading_dims,            # elementwise ops over [B, T, C] run over [B*T, C]
     simplify,                        # x*1, --x, reshape(reshape(x)), ...
     eliminate_common_subexpressions,
