@@ -22,11 +22,15 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     block_c = min(next_pow2(cols_const), 1024) if cols_const else 256
     block_r = max(1, 2048 // block_c)
     split, row_names = split_rows(domain, "rows64")
-    args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS", "COLS", "BR: tl.constexpr", "BC: tl.constexpr"]
-    lines = ["@triton.jit(do_not_specialize=[\"ROWS\", \"COLS\"])", f"def KERNEL({', '.join(args)}):",
+    # a known width goes into the source: the mask is then uniform over aligned column groups and
+    # loads and stores can vectorize (with a runtime COLS the compiler cannot prove that)
+    cols_arg = [] if cols_const else ["COLS"]
+    args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS"] + cols_arg + ["BR: tl.constexpr",
+                                                                                      "BC: tl.constexpr"]
+    lines = [f"@triton.jit(do_not_specialize={['ROWS'] + cols_arg!r})", f"def KERNEL({', '.join(args)}):",
              "    rows = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]",
              "    cols = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]",
-             "    mask = (rows < ROWS) & (cols < COLS)",
+             f"    mask = (rows < ROWS) & (cols < {cols_const or 'COLS'})",
              "    rows64 = rows.to(tl.int64)"] + split
     emitter = ExprEmitter(lambda i: _load(i, k.operands[i], view_offsets(k.operands[i], row_names), "mask"))
     value = emitter.emit(k.expr)
@@ -38,7 +42,8 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     launch = (f"    ROWS = {ctx.numel(domain[:-1])}\n    COLS = {ctx.dim(domain[-1]) if domain else '1'}\n"
               f"    if ROWS * COLS == 0:\n        return\n"
               f"    grid = (triton.cdiv(ROWS, {block_r}), triton.cdiv(COLS, {block_c}))\n"
-              f"    KERNEL[grid]({operands + ', ' if operands else ''}{ctx.buf(k.output.buffer)}, ROWS, COLS, "
+              f"    KERNEL[grid]({operands + ', ' if operands else ''}{ctx.buf(k.output.buffer)}, ROWS, "
+              f"{'' if cols_const else 'COLS, '}"
               f"BR={block_r}, BC={block_c})\n")
     return EmittedKernel("\n".join(lines) + "\n", launch)
 
