@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import braze.codegen.triton.matmul as mm  # noqa: E402
+from braze.bench.suite.kernels import gpu_us, graphed  # noqa: E402
 from braze.ir.builder import GraphBuilder  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
 from braze.runtime.executable import Executable  # noqa: E402
@@ -44,27 +44,9 @@ def candidates(K: int, N: int):
 
 
 def graph_time_us(fn, copies: int, replays: int = 20) -> float:
-    """Median time of one call of fn (which launches `copies` kernels) replayed from a CUDA graph."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / copies)
-    return statistics.median(times)
+    """Median time of one call of fn (which launches `copies` kernels) replayed from a CUDA graph
+    (a warm L2: the copies' distinct weights are what keep the reads in memory)."""
+    return gpu_us(graphed(fn), replays, flush=None) / copies
 
 
 def build(K: int, N: int, rms: bool, copies: int):
