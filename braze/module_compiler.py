@@ -34,16 +34,15 @@ class CompiledGraph:
         self.program = lower(graph)
         self.executable = Executable(self.program, backend=backend or DEFAULT_BACKEND[device], device=device,
                                      fresh_outputs=True)
+        buffers = dict(self.program.outputs)
+        # computed outputs are new tensors each call; one that is an input or a constant is copied,
+        # so the caller never holds an alias of its argument or of braze's weights
+        self.copied_outputs = {name for name, buf in buffers.items() if self.program.buffer(buf).kind != "temp"}
 
     def run(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.executable.run({name: a.contiguous() for name, a in zip(self.input_names, args)})
-        # computed outputs are new tensors each call; one that is an input or a constant is copied,
-        # so the caller never holds an alias of its argument or of braze's weights
-        return tuple(self._own(outputs[f"out{i}"], i) for i in range(len(outputs)))
-
-    def _own(self, value: torch.Tensor, i: int) -> torch.Tensor:
-        buf = self.program.buffer(dict(self.program.outputs)[f"out{i}"])
-        return value if buf.kind == "temp" else value.clone()
+        names = [f"out{i}" for i in range(len(outputs))]
+        return tuple(outputs[n].clone() if n in self.copied_outputs else outputs[n] for n in names)
 
 
 class CompiledModule(CompiledGraph):

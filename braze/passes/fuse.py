@@ -67,38 +67,47 @@ class _Fusion:
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
         return not self._inlinable_into(n, u)
 
-    def concat_part(self, n: Node) -> Node | None:
-        """The concat input (n itself, or reshapes of it) through which n's only use is a concat, when
-        n is computed by a fused kernel (pointwise, reduction or linear) that can write there."""
-        if n.op not in POINTWISE_OPS + REDUCTION_OPS + ("linear",) or id(n) in self.forced or id(n) in self.outputs:
-            return None
+    def _writes_in_place(self, n: Node) -> bool:
+        """n is computed by a fused kernel (pointwise, reduction or linear) that may write its result
+        into another value's buffer."""
+        return (n.op in POINTWISE_OPS + REDUCTION_OPS + ("linear",) and id(n) not in self.forced
+                and id(n) not in self.outputs)
+
+    def _reshape_chain(self, n: Node):
+        """(value, its only user or None) for n and each reshape that is the only user of the one before."""
         part = n
         while True:
             users = self.users.get(id(part), [])
-            if len(users) != 1 or id(part) in self.outputs:
+            user = users[0] if len(users) == 1 else None
+            yield part, user
+            if user is None or user.op != "reshape":
+                return
+            part = user
+
+    def concat_part(self, n: Node) -> Node | None:
+        """The concat input (n itself, or reshapes of it) through which n's only use is a concat, when
+        n's kernel can write there."""
+        if not self._writes_in_place(n):
+            return None
+        for part, user in self._reshape_chain(n):
+            if id(part) in self.outputs or user is None:
                 return None
-            if users[0].op == "concat":
-                return part if users[0].inputs.count(part) == 1 else None
-            if users[0].op != "reshape":
-                return None
-            part = users[0]
+            if user.op == "concat":
+                return part if user.inputs.count(part) == 1 else None
+        return None
 
     def output_reshaped(self, n: Node) -> Node | None:
         """The graph output that is n through reshapes only, when n's fused kernel can write it in place."""
-        if n.op not in POINTWISE_OPS + REDUCTION_OPS + ("linear",) or id(n) in self.forced or id(n) in self.outputs:
+        if not self._writes_in_place(n):
             return None
-        part = n
-        while True:
-            users = self.users.get(id(part), [])
-            if len(users) != 1 or users[0].op != "reshape" or (part is not n and id(part) in self.outputs):
-                return None
-            part = users[0]
-            if id(part) in self.outputs:
+        for _, user in self._reshape_chain(n):
+            if user is not None and user.op == "reshape" and id(user) in self.outputs:
                 try:
-                    reshape_view(full_view("out", part.shape), n.shape)
+                    reshape_view(full_view("out", user.shape), n.shape)
                 except NotAView:
                     return None
-                return part
+                return user
+        return None
 
     @staticmethod
     def _inlinable_into(n: Node, u: Node) -> bool:
@@ -221,7 +230,7 @@ def _concat_kernels(f: _Fusion, n: Node, index: int) -> list[Kernel]:
     for i, part in enumerate(n.inputs):
         stop = start + part.shape[axis]
         target = slice_view(full_view(out.name, out.shape), axis, start, stop)
-        producer = _producer_written_into(f, part)
+        producer = _producer_writing(part, f.concat_part)
         if producer is not None:
             kernels.append(_fused_kernel(f, producer, index + i, reshape_view(target, producer.shape)))
         else:
@@ -233,22 +242,13 @@ def _concat_kernels(f: _Fusion, n: Node, index: int) -> list[Kernel]:
     return kernels
 
 
-def _producer_written_into(f: _Fusion, part: Node) -> Node | None:
-    """The node under `part` (through reshapes) whose kernel writes straight into the concat."""
-    node = part
+def _producer_writing(value: Node, target_of) -> Node | None:
+    """The node under `value` (through reshapes) whose kernel writes `value`'s place itself: a
+    concat part (target_of = concat_part) or an output reshape (target_of = output_reshaped)."""
+    node = value
     while node.op == "reshape":
         node = node.inputs[0]
-    return node if f.concat_part(node) is part else None
-
-
-def _producer_of_output(f: _Fusion, n: Node) -> Node | None:
-    """For an output reshape n: the node under it (through reshapes) whose kernel writes n's buffer."""
-    if n.op != "reshape" or id(n) not in f.outputs:
-        return None
-    node = n.inputs[0]
-    while node.op == "reshape":
-        node = node.inputs[0]
-    return node if f.output_reshaped(node) is n else None
+    return node if target_of(node) is value else None
 
 
 def _split_point(f: _Fusion, root: Node, reduction: Node, anchor: Node) -> Node:
@@ -312,7 +312,7 @@ def _build(graph: Graph, forced: set[int]) -> Program:
     for n in graph.nodes:
         if n.op in ("input", "weight", "constant") or not f.materialized(n):
             continue
-        producer = _producer_of_output(f, n)
+        producer = _producer_writing(n, f.output_reshaped) if n.op == "reshape" else None
         if producer is not None:  # the producer's kernel writes the output's buffer, reshaped
             out = f.buffer_of(n)
             kernels.append(_fused_kernel(f, producer, len(kernels),

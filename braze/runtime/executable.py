@@ -33,7 +33,9 @@ class Executable:
         if program.plan is None:
             raise ValueError("program has no memory plan; run it through braze.passes.pipeline.lower")
         self.program = program
-        self.fresh_outputs = fresh_outputs
+        # the temp buffers that get a new tensor each run (distinct: two outputs may share one)
+        self.fresh_buffers = list({buf: program.buffer(buf) for _, buf in program.outputs
+                                   if program.buffer(buf).kind == "temp"}.values()) if fresh_outputs else []
         self.backend = backend
         self.device = torch.device(device)
         self.symbol_names = sorted(program.symbols)
@@ -90,12 +92,8 @@ class Executable:
         """Run one step. Returned temps are views of the arena, valid until the next run (unless
         fresh_outputs)."""
         flat, symbols = self._bind(feeds)
-        if self.fresh_outputs:
-            for _, buf in self.program.outputs:
-                b = self.program.buffer(buf)
-                if b.kind == "temp":
-                    flat[buf] = torch.empty(_numel(resolve(b.shape, symbols)), dtype=TORCH_DTYPE[b.dtype],
-                                            device=self.device)
+        for b in self.fresh_buffers:
+            flat[b.name] = torch.empty(_numel(resolve(b.shape, symbols)), dtype=TORCH_DTYPE[b.dtype], device=self.device)
         if self.backend == "cpp":
             pointers = [flat[b.name].data_ptr() for b in self.program.buffers]
             self.compiled.run(pointers, [symbols[s] for s in self.symbol_names])

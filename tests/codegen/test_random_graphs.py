@@ -69,6 +69,14 @@ class RandomGraph:
         draw, is_2d = self.data.draw, (lambda n: len(n.shape) == 2 and n.shape[0] == "T")
         wide = lambda n: is_2d(n) and n.shape[1] != 1  # noqa: E731
         v = self.pick()
+
+        def fits(n):  # broadcasts with v
+            try:
+                broadcast(v.shape, n.shape)
+                return True
+            except ShapeError:
+                return False
+
         if kind == "unary":
             out = self.op(draw(st.sampled_from(SAFE_UNARY)), v)
         elif kind == "positive":
@@ -76,24 +84,12 @@ class RandomGraph:
         elif kind == "exp":
             out = self.op("exp", self.op("tanh", v))
         elif kind == "binary":
-            def fits(n):
-                try:
-                    broadcast(v.shape, n.shape)
-                    return True
-                except ShapeError:
-                    return False
             other = self.pick(fits)
             if draw(st.booleans()):
                 v, other = other, v
             op = draw(st.sampled_from(BINARY))
             out = self.op(op, v, self.positive(other) if op == "div" else other)
         elif kind == "select":
-            def fits(n):
-                try:
-                    broadcast(v.shape, n.shape)
-                    return True
-                except ShapeError:
-                    return False
             a, b = self.pick(fits), self.pick(fits)
             cond = self.op(draw(st.sampled_from(COMPARE)), v, a)
             combine = draw(st.sampled_from(("none", "logical_and", "logical_or", "logical_not")))
