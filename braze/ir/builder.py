@@ -62,11 +62,14 @@ class GraphBuilder:
             return make("rope", (x, positions, cos, sin), head_dim=head_dim)
         return make("rope", (x, positions, cos, sin), head_dim=head_dim, rotary_heads=rotary_heads)
 
-    def kv_store(self, cache: Node, x: Node, slots: Node, positions: Node) -> Node:
-        return make("kv_store", (cache, x, slots, positions))
+    def kv_store(self, cache: Node, x: Node, slots: Node, positions: Node, block_table: Node | None = None) -> Node:
+        paged = (block_table,) if block_table is not None else ()
+        return make("kv_store", (cache, x, slots, positions) + paged)
 
-    def attention(self, q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale) -> Node:
-        return make("attention", (q, k_cache, v_cache, slots, positions), num_heads=num_heads,
+    def attention(self, q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale,
+                  block_table: Node | None = None) -> Node:
+        paged = (block_table,) if block_table is not None else ()
+        return make("attention", (q, k_cache, v_cache, slots, positions) + paged, num_heads=num_heads,
                     num_kv_heads=num_kv_heads, head_dim=head_dim, scale=float(scale))
 
     def build(self, outputs: dict[str, Node]) -> Graph:

@@ -35,14 +35,43 @@ def rope_reference(x, positions, cos, sin, head_dim, rotary_heads=None):
     return torch.cat([rotated, xh[:, r:]], dim=1).reshape(x.shape).to(x.dtype)
 
 
-def attention_reference(q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale):
+def paged_sequence_cache(cache, block_table, slots):
+    """A paged cache [num_blocks, heads, B, D] seen per token as its sequence's contiguous cache
+    [T, heads, blocks_per_seq * B, D]: block j of slot s is cache[block_table[s, j]]. Table entries
+    past a sequence's length may hold anything (they are clamped to a valid block, then masked)."""
+    blocks = block_table[slots].long().clamp(0, cache.shape[0] - 1)  # [T, MB]
+    gathered = cache[blocks]  # [T, MB, heads, B, D]
+    t, mb, heads, bs, d = gathered.shape
+    return gathered.permute(0, 2, 1, 3, 4).reshape(t, heads, mb * bs, d)
+
+
+def kv_store_reference(cache, x, slots, positions, block_table=None, inplace: bool = False):
+    """cache row (slot, position) = x[t] (its heads split into [heads, D]); with a block table the
+    row lives in block block_table[slot, position // B] at row position % B."""
+    out = cache if inplace else cache.clone()
+    rows = x.view(x.shape[0], cache.shape[1], cache.shape[3]).to(cache.dtype)
+    if block_table is None:
+        out[slots, :, positions, :] = rows
+    else:
+        block_size = cache.shape[2]
+        out[block_table[slots, positions // block_size].long(), :, positions % block_size, :] = rows
+    return out
+
+
+def attention_reference(q, k_cache, v_cache, slots, positions, num_heads, num_kv_heads, head_dim, scale,
+                        block_table=None):
     """Each token attends to its own sequence's cache rows 0..position (inclusive)."""
     t, group = q.shape[0], num_heads // num_kv_heads
     qh = q.view(t, num_heads, head_dim).float()
-    k = k_cache[slots].float().repeat_interleave(group, dim=1)  # [T, H, C, D]
-    v = v_cache[slots].float().repeat_interleave(group, dim=1)
+    if block_table is None:
+        k_rows, v_rows = k_cache[slots], v_cache[slots]  # [T, Hkv, C, D]
+    else:
+        k_rows = paged_sequence_cache(k_cache, block_table, slots)
+        v_rows = paged_sequence_cache(v_cache, block_table, slots)
+    k = k_rows.float().repeat_interleave(group, dim=1)  # [T, H, C, D]
+    v = v_rows.float().repeat_interleave(group, dim=1)
     scores = torch.einsum("thd,thcd->thc", qh, k) * scale
-    visible = torch.arange(k_cache.shape[2], device=positions.device)[None, :] <= positions[:, None]  # [T, C]
+    visible = torch.arange(k.shape[2], device=positions.device)[None, :] <= positions[:, None]  # [T, C]
     scores = scores.masked_fill(~visible[:, None, :], float("-inf"))
     out = torch.einsum("thc,thcd->thd", torch.softmax(scores, dim=-1), v)
     return out.reshape(t, num_heads * head_dim).to(q.dtype)
@@ -109,12 +138,10 @@ def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inpla
     if op == "rope":
         return rope_reference(args[0], args[1], args[2], args[3], a["head_dim"], a.get("rotary_heads"))
     if op == "kv_store":
-        cache, x, slots, pos = args
-        out = cache if inplace_state else cache.clone()
-        out[slots, :, pos, :] = x.view(x.shape[0], cache.shape[1], cache.shape[3]).to(cache.dtype)
-        return out
+        return kv_store_reference(*args, inplace=inplace_state)
     if op == "attention":
-        return attention_reference(*args, a["num_heads"], a["num_kv_heads"], a["head_dim"], a["scale"])
+        return attention_reference(*args[:5], a["num_heads"], a["num_kv_heads"], a["head_dim"], a["scale"],
+                                   *args[5:])
     raise NotImplementedError(f"interpreter has no rule for {op}")
 
 

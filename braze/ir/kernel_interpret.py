@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from braze.ir.interpret import (BINARY_FUNCTIONS, TORCH_DTYPE, UNARY_FUNCTIONS, attention_reference,
-                                rope_reference)
+                                kv_store_reference, rope_reference)
 from braze.ir.kernel import Expr, Kernel, Program, View
 
 def resolve(shape, symbols) -> tuple[int, ...]:
@@ -67,15 +67,14 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
     elif k.kind == "rope":
         result = rope_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], k.attr("head_dim"),
                                 k.attr("rotary_heads"))
-    elif k.kind == "kv_store":
-        x, slots, pos = ops
-        out[slots, :, pos, :] = x.reshape(x.shape[0], out.shape[1], out.shape[3]).to(out.dtype)
+    elif k.kind == "kv_store":  # operands x, slots, positions (, block table)
+        kv_store_reference(out, ops[0].contiguous(), *ops[1:], inplace=True)
         return
     elif k.kind == "batch_matmul":
         result = ops[0].float() @ ops[1].float()
     elif k.kind == "attention":
         result = attention_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], ops[4], k.attr("num_heads"),
-                                     k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"))
+                                     k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"), *ops[5:])
     else:
         raise NotImplementedError(k.kind)
     out.copy_(result.expand(out.shape).to(out.dtype))

@@ -151,15 +151,27 @@ def _rope(shapes, attrs):
     return x
 
 
+def _block_table(shapes, first_optional: int, op: str) -> None:
+    """The optional last operand of kv_store/attention: a paged cache's block table [S, blocks per
+    sequence]; token t's cache row p lives in block table[slots[t], p // B] at row p % B."""
+    if not first_optional <= len(shapes) <= first_optional + 1:
+        raise ShapeError(f"{op} takes {first_optional} inputs, or {first_optional + 1} with a block table, "
+                         f"got {len(shapes)}")
+    if len(shapes) > first_optional and len(shapes[-1]) != 2:
+        raise ShapeError(f"{op} block table {list(shapes[-1])} should be [sequences, blocks per sequence]")
+
+
 def _kv_store(shapes, attrs):
-    cache, x, slots, pos = shapes
+    _block_table(shapes, 4, "kv_store")
+    cache, x, slots, pos = shapes[:4]
     if len(cache) != 4 or x[-1] != cache[1] * cache[3] or slots != pos or slots != x[:1]:
         raise ShapeError(f"kv_store shapes cache={list(cache)} x={list(x)} do not agree")
     return cache
 
 
 def _attention(shapes, attrs):
-    q, kc, vc, slots, pos = shapes
+    _block_table(shapes, 5, "attention")
+    q, kc, vc, slots, pos = shapes[:5]
     h, hkv, d = attrs["num_heads"], attrs["num_kv_heads"], attrs["head_dim"]
     if q[-1] != h * d or kc != vc or kc[1] != hkv or kc[3] != d or h % hkv or slots != q[:1]:
         raise ShapeError(f"attention shapes q={list(q)} cache={list(kc)} do not agree with {h}/{hkv} heads of {d}")
@@ -194,8 +206,8 @@ SHAPE_RULES: dict[str, tuple[int | None, Callable]] = {
     "linear": (2, _linear),
     "gather": (2, _gather),
     "rope": (4, _rope),
-    "kv_store": (4, _kv_store),
-    "attention": (5, _attention),
+    "kv_store": (None, _kv_store),  # + an optional block table (a paged cache)
+    "attention": (None, _attention),
 }
 
 
@@ -210,6 +222,9 @@ def result_dtype(op: str, dtypes: list[str], attrs: dict) -> str:
         return dtypes[1]
     if op == "gather":
         return dtypes[0]
+    if op in ("kv_store", "attention") and len(dtypes) == (5 if op == "kv_store" else 6) \
+            and dtypes[-1] not in ("int32", "int64"):
+        raise ShapeError(f"{op} block table is {dtypes[-1]}; it holds block ids (int32 or int64)")
     if op in ("rope", "kv_store", "attention", "linear", "matmul", "rms_norm"):
         return dtypes[0]
     if len(dtypes) == 2 and dtypes[0] != dtypes[1]:
