@@ -16,10 +16,20 @@ from __future__ import annotations
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr
 from braze.codegen.cpp.emit import KernelCtx, PAR_MIN_WORK, indent
-from braze.codegen.cpp.prelude import TAG, tile_functions
+from braze.codegen.cpp.prelude import TAG, tile_function
 
 MB = 64  # rows of A per block (prefill); the scratch block is MB x K floats
 NR = 4   # columns per tile
+# braze.tune knobs per M bucket (1: M == 1, 0: larger): mb (rows per block), nr (columns per tile,
+# a tile function each), threads (0: all OpenMP threads, 1: one). Defaults: today's constants.
+DEFAULT_KNOBS = {"mb": MB, "nr": NR, "threads": 0}
+BUCKETS = (1, 0)
+
+
+def matmul_knobs(kernel, bucket: int) -> dict:
+    knobs = kernel.attr("knobs")
+    chosen = knobs.get(bucket) if knobs is not None else None
+    return {**DEFAULT_KNOBS, **(chosen or {})}
 
 
 def _weight_index(kernel) -> int:
@@ -30,13 +40,14 @@ def _weight_index(kernel) -> int:
 
 
 def matmul_support(program) -> str:
-    dtypes = set()
+    tiles = set()  # (weight dtype, columns per tile) of every matmul; 1 column for the ragged edge
     for k in program.kernels:
         if k.kind == "matmul":
             b = k.operands[_weight_index(k)]
             if b.strides[-1] == 1:
-                dtypes.add(program.buffer(b.buffer).dtype)
-    return "\n\n".join(tile_functions(dt, NR) for dt in sorted(dtypes))
+                dtype = program.buffer(b.buffer).dtype
+                tiles |= {(dtype, 1)} | {(dtype, matmul_knobs(k, bucket)["nr"]) for bucket in BUCKETS}
+    return "\n\n".join(tile_function(mr, nr, dt) for dt, nr in sorted(tiles) for mr in range(1, 5))
 
 
 def emit_matmul(ctx: KernelCtx) -> list[str]:
@@ -68,20 +79,54 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
                 "float* arow = As + r * kdim;", "#pragma omp simd", "for (int64_t kk = 0; kk < kdim; ++kk) {",
                 *indent(a_lines + [f"arow[kk] = {a_val};"]), "}"]
 
-    # micro-tiles
-    if sbk == 1:
-        def call(mr, nr_, bptr, cptr):
-            return f"mm_tile_{mr}x{nr_}_{btag}(ap, kdim, {bptr}, {sbn}, {cptr}, {NR});"
-        full = ["switch (mr) {", *[f"  case {mr}: {call(mr, NR, 'bp', '&c[0][0]')} break;" for mr in range(1, 5)], "}"]
-        part = ["for (int64_t j = 0; j < nr; ++j) {", "  switch (mr) {",
-                *[f"    case {mr}: {call(mr, 1, f'bp + j * {sbn}', '&c[0][j]')} break;" for mr in range(1, 5)],
-                "  }", "}"]
-        tile = [f"if (nr == {NR}) {{", *indent(full), "} else {", *indent(part), "}"]
-    else:  # weight not contiguous along K (a transposed view): plain strided dots
-        tile = ["for (int64_t mi = 0; mi < mr; ++mi)", "  for (int64_t j = 0; j < nr; ++j) {",
-                "    float s = 0.0f;", "    #pragma omp simd reduction(+:s)",
-                f"    for (int64_t kk = 0; kk < kdim; ++kk) s += ap[mi * kdim + kk] * to_f(bp[j * {sbn} + kk * {sbk}]);",
-                "    c[mi][j] = s;", "  }"]
+    nred = max(1, len(k.reductions))
+    boff = f" + {bview.offset}" if bview.offset else ""
+    # Every thread computes the block's prologue rows into its own scratch (cost threads/N of the
+    # matmul) so no barrier separates prologue and dots. If the output may overlap the prologue's
+    # inputs, all threads must finish reading before anyone writes: then barriers are needed.
+    alias = any(may_alias(ctx.program, out.buffer, v.buffer) for i, v in enumerate(k.operands) if i != w)
+    sync = ["#pragma omp barrier"] if alias else []
+
+    def blocked(knobs: dict) -> list[str]:
+        """The parallel region for one bucket's knobs (rows per block, columns per tile, threads)."""
+        mb_rows, nr_cols = int(knobs["mb"]), int(knobs["nr"])
+        # micro-tiles
+        if sbk == 1:
+            def call(mr, nr_, bptr, cptr):
+                return f"mm_tile_{mr}x{nr_}_{btag}(ap, kdim, {bptr}, {sbn}, {cptr}, {nr_cols});"
+            full = ["switch (mr) {", *[f"  case {mr}: {call(mr, nr_cols, 'bp', '&c[0][0]')} break;"
+                                       for mr in range(1, 5)], "}"]
+            part = ["for (int64_t j = 0; j < nr; ++j) {", "  switch (mr) {",
+                    *[f"    case {mr}: {call(mr, 1, f'bp + j * {sbn}', '&c[0][j]')} break;" for mr in range(1, 5)],
+                    "  }", "}"]
+            tile = [f"if (nr == {nr_cols}) {{", *indent(full), "} else {", *indent(part), "}"]
+        else:  # weight not contiguous along K (a transposed view): plain strided dots
+            tile = ["for (int64_t mi = 0; mi < mr; ++mi)", "  for (int64_t j = 0; j < nr; ++j) {",
+                    "    float s = 0.0f;", "    #pragma omp simd reduction(+:s)",
+                    f"    for (int64_t kk = 0; kk < kdim; ++kk) s += ap[mi * kdim + kk] * to_f(bp[j * {sbn} + kk * {sbk}]);",
+                    "    c[mi][j] = s;", "  }"]
+        threads = " num_threads(1)" if int(knobs["threads"]) == 1 else ""
+        return [
+            f"const int64_t MBLK = std::min<int64_t>(mrows, {mb_rows});",
+            f"#pragma omp parallel if(mrows * ncols * kdim >= {PAR_MIN_WORK * 8}){threads}",
+            "{",
+            "  float* As = bz_scratch((size_t)(MBLK * kdim));",
+            f"  float red_s[{nred}][{mb_rows}]; (void)red_s;",
+            "  for (int64_t m0 = 0; m0 < mrows; m0 += MBLK) {",
+            "    const int64_t mb = std::min<int64_t>(MBLK, mrows - m0);",
+            "    for (int64_t r = 0; r < mb; ++r) {", *indent(row_body, 3), "    }",
+            *indent(sync, 2),
+            f"    #pragma omp for schedule(static){'' if alias else ' nowait'}",
+            f"    for (int64_t nt = 0; nt < (ncols + {nr_cols - 1}) / {nr_cols}; ++nt) {{",
+            f"      const int64_t n0 = nt * {nr_cols};",
+            f"      const int64_t nr = std::min<int64_t>({nr_cols}, ncols - n0);",
+            f"      const auto* bp = {ctx.ptr(bview)}{boff} + n0 * {sbn};",
+            "      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {",
+            "        const int64_t mr = std::min<int64_t>(4, mb - mi0);",
+            "        const float* ap = As + mi0 * kdim;",
+            f"        float c[4][{nr_cols}];",
+            *indent(tile, 4), *indent(epi, 4),
+            "      }", "    }", "  }", "}"]
 
     eload = lambda i: ctx.load(k.operands[i], names + ["n"])  # noqa: E731
     e_lines, e_val = ctx.expr(epilogue, eload, acc="c[mi][j]", rowred=lambda i: f"red_s[{i}][r]")
@@ -91,38 +136,14 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
            "  for (int64_t j = 0; j < nr; ++j) {", "    const int64_t n = n0 + j;",
            *indent(e_lines + [ctx.store(out, names + ["n"], e_val)], 2), "  }", "}"]
 
-    nred = max(1, len(k.reductions))
-    boff = f" + {bview.offset}" if bview.offset else ""
-    # Every thread computes the block's prologue rows into its own scratch (cost threads/N of the
-    # matmul) so no barrier separates prologue and dots. If the output may overlap the prologue's
-    # inputs, all threads must finish reading before anyone writes: then barriers are needed.
-    alias = any(may_alias(ctx.program, out.buffer, v.buffer) for i, v in enumerate(k.operands) if i != w)
-    sync = ["#pragma omp barrier"] if alias else []
-    return [
-        f"const int64_t mrows = {ctx.prod(rows) if rows else '1'};",
-        f"const int64_t ncols = {ctx.dim(n_dim)};",
-        f"const int64_t kdim = {ctx.dim(k_dim)};",
-        "if (mrows <= 0 || ncols <= 0) return;",
-        f"const int64_t MBLK = std::min<int64_t>(mrows, {MB});",
-        f"#pragma omp parallel if(mrows * ncols * kdim >= {PAR_MIN_WORK * 8})",
-        "{",
-        "  float* As = bz_scratch((size_t)(MBLK * kdim));",
-        f"  float red_s[{nred}][{MB}]; (void)red_s;",
-        "  for (int64_t m0 = 0; m0 < mrows; m0 += MBLK) {",
-        "    const int64_t mb = std::min<int64_t>(MBLK, mrows - m0);",
-        "    for (int64_t r = 0; r < mb; ++r) {", *indent(row_body, 3), "    }",
-        *indent(sync, 2),
-        f"    #pragma omp for schedule(static){'' if alias else ' nowait'}",
-        f"    for (int64_t nt = 0; nt < (ncols + {NR - 1}) / {NR}; ++nt) {{",
-        f"      const int64_t n0 = nt * {NR};",
-        f"      const int64_t nr = std::min<int64_t>({NR}, ncols - n0);",
-        f"      const auto* bp = {ctx.ptr(bview)}{boff} + n0 * {sbn};",
-        "      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {",
-        "        const int64_t mr = std::min<int64_t>(4, mb - mi0);",
-        "        const float* ap = As + mi0 * kdim;",
-        f"        float c[4][{NR}];",
-        *indent(tile, 4), *indent(epi, 4),
-        "      }", "    }", "  }", "}"]
+    head = [f"const int64_t mrows = {ctx.prod(rows) if rows else '1'};",
+            f"const int64_t ncols = {ctx.dim(n_dim)};",
+            f"const int64_t kdim = {ctx.dim(k_dim)};",
+            "if (mrows <= 0 || ncols <= 0) return;"]
+    decode, other = matmul_knobs(k, 1), matmul_knobs(k, 0)
+    if decode == other:
+        return head + blocked(other)
+    return head + ["if (mrows == 1) {", *indent(blocked(decode)), "} else {", *indent(blocked(other)), "}"]
 
 
 def may_alias(program, a: str, b: str) -> bool:

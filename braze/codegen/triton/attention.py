@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
-from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel
 
@@ -287,21 +287,26 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
               f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SC={qs[1]}, D={d}, DP={dp}, FP32={fp32}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
     o = ctx.buf(out.buffer)
+    # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
+    dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
+                             "programs_per_sm": DECODE_PROGRAMS_PER_SM})
+    pre = knob_config(k, 0, {"block_m": PREFILL_BM, "block_n": PREFILL_BN, "num_warps": PREFILL_WARPS,
+                             "num_stages": PREFILL_STAGES})
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
         f"    if T == 0:\n        return\n"
         f"    if T <= {DECODE_MAX_T}:\n"
         f"        device = {o}.device\n"
-        f"        ns = max(1, min({ns_max}, triton.cdiv({DECODE_PROGRAMS_PER_SM} * _braze_sm_count(device), "
+        f"        ns = max(1, min({ns_max}, triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), "
         f"T * {hkv})))\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
         f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, C, ns, {qk_scale!r}, {common}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
-        f"NSP={nsp}, BN={DECODE_BN}, num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
+        f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']})\n"
         f"    else:\n"
-        f"        _braze_attn_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
+        f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, GROUP={group}, "
-        f"BM={PREFILL_BM}, BN={PREFILL_BN}, num_warps={PREFILL_WARPS}, num_stages={PREFILL_STAGES})\n")
+        f"BM={pre['block_m']}, BN={pre['block_n']}, num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
     return EmittedKernel(jit, launch, [HELPERS])

@@ -22,8 +22,9 @@ M; each (function, constexpr config) compiles once):
 
 The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
-constexpr when static (they are for weights). Tunables come from `matmul_config` (one call per M
-bucket at emit time; an autotuner can replace it).
+constexpr when static (they are for weights). Tunables come from the kernel's `knobs` (braze.tune:
+tuned, or the cost model's pick), else from `matmul_config` (one call per M bucket at emit time).
+A config's variant is "gemv", "gemm" or "library" (cuBLAS, matmul_library.py).
 
 If the output may overlap a non-weight operand (in-place `x = x + W @ rms(x)`), programs of
 other N blocks would read rows already overwritten: the launcher then snapshots those operands
@@ -31,7 +32,7 @@ other N blocks would read rows already overwritten: the launcher then snapshots 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
@@ -97,6 +98,21 @@ def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_
     if m_bucket == 64:
         return MatmulConfig("gemm", 64, 64 if n < 8192 else 128, min(128, kp2), 4, 4)
     return MatmulConfig("gemm", 128, 128, min(64, kp2), 8, 3)
+
+
+def default_matmul_config(g: "_Gen", m_bucket: int, n: int, k: int) -> MatmulConfig:
+    """Today's heuristic for one M bucket: matmul_config, with cuBLAS past the GEMV buckets."""
+    config = matmul_config(m_bucket, n, k, g.wdtype)
+    if m_bucket not in (1, GEMV_MAX_M) and USE_LIBRARY_GEMM and library_eligible(g):
+        config = replace(config, variant="library")
+    return config
+
+
+def chosen_matmul_config(g: "_Gen", m_bucket: int, n: int, k: int) -> MatmulConfig:
+    """braze.tune's config for the bucket (the kernel's `knobs`), else the heuristic's."""
+    knobs = g.k.attr("knobs")
+    chosen = knobs.get(m_bucket) if knobs is not None else None
+    return MatmulConfig(**chosen) if chosen else default_matmul_config(g, m_bucket, n, k)
 
 
 def _full(value: str, shape: str) -> str:
@@ -429,12 +445,14 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     g = _Gen(k, ctx)
     n_int = g.n_dim if isinstance(g.n_dim, int) else 4096
     k_int = g.k_dim if isinstance(g.k_dim, int) else 4096
-    configs = {mb: matmul_config(mb, n_int, k_int, g.wdtype) for mb in M_BUCKETS}
+    configs = {mb: chosen_matmul_config(g, mb, n_int, k_int) for mb in M_BUCKETS}
     if _uses_rowred(g.epilogue):  # the split-K epilogue kernel has no row reductions
         configs = {mb: (MatmulConfig(c.variant, c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, 1,
                                      c.group_m)) for mb, c in configs.items()}
     src = g.gemv() + "\n\n" + g.gemm()
-    use_library = USE_LIBRARY_GEMM and library_eligible(g)
+    use_library = any(c.variant == "library" for c in configs.values())
+    if use_library and not library_eligible(g):
+        raise CompilationError(f"kernel {k.name}: a library (cuBLAS) config was chosen, but the kernel is not eligible")
     if use_library:
         src += "\n\n" + library_sources(g)
     if any(c.split_k > 1 for c in configs.values()):
@@ -479,7 +497,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
                           f"SPLIT_K=1, EVEN_K=even_k, ONE_PASS={g.row_scale is not None}, {tune})")
-        elif (mb == 0 or mb > GEMV_MAX_M) and use_library:
+        elif c.variant == "library":
             launch += library_launch(g, operands, out)
         else:
             launch.append(f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)")

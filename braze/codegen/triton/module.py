@@ -70,6 +70,14 @@ EMITTERS = {  # kind -> (module in braze.codegen.triton, function)
 }
 
 
+def knob_config(kernel: Kernel, bucket: int, defaults: dict) -> dict:
+    """Launch parameters of one bucket of a kernel: braze.tune's choice (the `knobs` attr that
+    braze.tune.choose_knobs attaches) over the emitter's defaults."""
+    knobs = kernel.attr("knobs")
+    chosen = knobs.get(bucket) if knobs is not None else None
+    return {**defaults, **(chosen or {})}
+
+
 def _emitter(kind: str):
     module, function = EMITTERS[kind]
     return getattr(importlib.import_module(f"braze.codegen.triton.{module}"), function)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
-from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel, View
 
@@ -20,7 +20,10 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     domain = k.output.shape
     cols_const = domain[-1] if domain and isinstance(domain[-1], int) else None
     block_c = min(next_pow2(cols_const), 1024) if cols_const else 256
-    block_r = max(1, 2048 // block_c)
+    # braze.tune's knobs; num_warps None: Triton's default (and no PDL flag on this launch, as before)
+    tuned = knob_config(k, 0, {"block_r": max(1, 2048 // block_c), "num_warps": None})
+    block_r = tuned["block_r"]
+    warps = "" if tuned["num_warps"] is None else f", num_warps={tuned['num_warps']}"
     split, row_names = split_rows(domain, "rows64")
     # a known width goes into the source: the mask is then uniform over aligned column groups and
     # loads and stores can vectorize (with a runtime COLS the compiler cannot prove that)
@@ -44,7 +47,7 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
               f"    grid = (triton.cdiv(ROWS, {block_r}), triton.cdiv(COLS, {block_c}))\n"
               f"    KERNEL[grid]({operands + ', ' if operands else ''}{ctx.buf(k.output.buffer)}, ROWS, "
               f"{'' if cols_const else 'COLS, '}"
-              f"BR={block_r}, BC={block_c})\n")
+              f"BR={block_r}, BC={block_c}{warps})\n")
     return EmittedKernel("\n".join(lines) + "\n", launch)
 
 
@@ -116,6 +119,8 @@ def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     chunked = cols > MAX_ROW_BLOCK
     block_c = CHUNK if chunked else next_pow2(cols)
     block_r = max(1, 4096 // block_c)
+    tuned = knob_config(k, 0, {"block_r": block_r, "num_warps": _warps(block_r * block_c)})  # braze.tune's knobs
+    block_r = tuned["block_r"]
     split, row_names = split_rows(domain, "rows64")
     args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS", "BR: tl.constexpr", "BC: tl.constexpr"]
     lines = _jit_header(args, "ROWS") + [
@@ -183,7 +188,7 @@ def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     operands = [ctx.buf(v.buffer) for v in k.operands] + [ctx.buf(k.output.buffer), "ROWS"]
     launch = f"    ROWS = {ctx.numel(domain[:-1])}\n" + _launch(
         "ROWS", f"(triton.cdiv(ROWS, {block_r}),)", operands, {"BR": block_r, "BC": block_c},
-        _warps(block_r * block_c))
+        tuned["num_warps"])
     return EmittedKernel("\n".join(lines) + "\n", launch)
 
 
