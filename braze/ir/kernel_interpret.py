@@ -75,6 +75,7 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
     elif k.kind == "attention":
         result = attention_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], ops[4], k.attr("num_heads"),
                                      k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"), *ops[5:])
+        result = result.reshape(out.shape)  # q and the output may be [T, H, D] views
     else:
         raise NotImplementedError(k.kind)
     out.copy_(result.expand(out.shape).to(out.dtype))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from braze.errors import GraphVerificationError
 from braze.ir.graph import Graph, Node
 from braze.ir.kernel import Buffer, Expr, Kernel, Program, View
-from braze.ir.ops import POINTWISE_OPS, REDUCTION_OPS, VIEW_OPS
+from braze.ir.ops import LINEAR_OPS, POINTWISE_OPS, REDUCTION_OPS, VIEW_OPS
 from braze.passes.views import NotAView, broadcast_view, full_view, reshape_view, slice_view, transpose_view
 
 ALWAYS_MATERIALIZED = ("gather", "rope", "kv_store", "attention", "concat", "matmul")
@@ -63,14 +63,14 @@ class _Fusion:
         if self.concat_part(n) is not None or self.output_reshaped(n) is not None:
             return False  # its kernel writes into the concat's or the output's buffer
         u = users[0]
-        if n.op == "linear":
+        if n.op in LINEAR_OPS:
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
         return not self._inlinable_into(n, u)
 
     def _writes_in_place(self, n: Node) -> bool:
         """n is computed by a fused kernel (pointwise, reduction or linear) that may write its result
         into another value's buffer."""
-        return (n.op in POINTWISE_OPS + REDUCTION_OPS + ("linear",) and id(n) not in self.forced
+        return (n.op in POINTWISE_OPS + REDUCTION_OPS + LINEAR_OPS and id(n) not in self.forced
                 and id(n) not in self.outputs)
 
     def _reshape_chain(self, n: Node):
@@ -109,11 +109,35 @@ class _Fusion:
                 return user
         return None
 
+    def attention_output(self, n: Node) -> Node | None:
+        """The graph output that is attention n through reshapes and transposes only (each the only
+        user of the one before), when n's kernel can write it through a [T, H, D] view."""
+        node = n
+        while True:
+            users = self.users.get(id(node), [])
+            if len(users) != 1 or users[0].op not in ("reshape", "transpose") or id(node) in self.outputs:
+                return None
+            node = users[0]
+            if id(node) in self.outputs:
+                break
+        heads = (n.shape[0], n.attr("num_heads"), n.attr("head_dim"))
+        try:
+            _written_back_through(self, node, n, heads)
+        except NotAView:
+            return None
+        return node
+
+    def written_by_attention(self, n: Node) -> bool:
+        base = n
+        while base.op in ("reshape", "transpose"):
+            base = base.inputs[0]
+        return base.op == "attention" and self.attention_output(base) is n
+
     @staticmethod
     def _inlinable_into(n: Node, u: Node) -> bool:
         if u.op in POINTWISE_OPS or u.op in REDUCTION_OPS:
             return True
-        return u.op == "linear" and u.inputs[0] is n and u.inputs[1] is not n
+        return u.op in LINEAR_OPS and u.inputs[0] is n and n not in u.inputs[1:]
 
     def buffer_of(self, n: Node) -> Buffer:
         if id(n) not in self.buffers:
@@ -156,7 +180,7 @@ def _inlined_region(f: _Fusion, root: Node) -> tuple[list[Node], list[Node]]:
             return
         seen.add(id(n))
         side.append(n)
-        if n.op == "linear" and side is epilogue:
+        if n.op in LINEAR_OPS and side is epilogue:
             walk(n.inputs[0], prologue)
             return
         if n.op in VIEW_OPS:
@@ -199,7 +223,7 @@ class _KernelBuilder:
             body = self.expr(n.inputs[0], n.inputs[0].shape)
             self.reductions.append((n.op, body))
             e = Expr("rowred", (), len(self.reductions) - 1)
-        elif n.op == "linear":
+        elif n.op in LINEAR_OPS:
             e = Expr("acc")
         else:
             raise _Demote(n)
@@ -209,9 +233,54 @@ class _KernelBuilder:
 
 def _anchor_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
     reads = n.inputs[1:] if n.op == "kv_store" else n.inputs  # kv_store writes its first input
+    if n.op == "attention":
+        return _attention_kernel(f, n, index)
     out = f.buffer_of(n)
     return Kernel(f"k{index}_{n.op}", n.op, tuple(f.view_of(i) for i in reads), full_view(out.name, out.shape),
                   attrs=n.attrs, sources=(n.op,))
+
+
+def _attention_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
+    """Attention reads q and writes its output through [T, H, D] views, so the head transposes around
+    a PyTorch sdpa ([B, H, T, D] <-> token rows [B*T, H*D]) are strides, not copy kernels."""
+    heads = (n.shape[0], n.attr("num_heads"), n.attr("head_dim"))
+    q = _heads_view(f, n.inputs[0], heads) or f.view_of(n.inputs[0])
+    views = [q] + [f.view_of(i) for i in n.inputs[1:]]
+    target = f.attention_output(n)
+    if target is not None:
+        out_view = _written_back_through(f, target, n, heads)
+    else:
+        out = f.buffer_of(n)
+        out_view = full_view(out.name, out.shape)
+    return Kernel(f"k{index}_attention", "attention", tuple(views), out_view, attrs=n.attrs, sources=("attention",))
+
+
+def _heads_view(f: _Fusion, q: Node, heads: tuple) -> View | None:
+    """q [T, H*D] that is a reshape of a strided [.., T, H, D] value, read as one [T, H, D] view."""
+    if q.op != "reshape" or f.materialized(q):
+        return None
+    try:
+        return reshape_view(f.view_of(q.inputs[0]), heads)
+    except NotAView:
+        return None
+
+
+def _written_back_through(f: _Fusion, output: Node, value: Node, heads: tuple) -> View:
+    """The view of output's buffer that `value` (viewed as [T, H, D]) lands on, undoing the chain of
+    reshapes and transposes from value to output."""
+    chain = [output]
+    while chain[-1].inputs[0] is not value:
+        chain.append(chain[-1].inputs[0])
+    out = f.buffer_of(output)
+    view = full_view(out.name, out.shape)
+    for node in chain:
+        below = node.inputs[0]
+        if node.op == "transpose":
+            perm = node.attr("perm") or tuple(range(len(node.shape) - 2)) + (len(node.shape) - 1, len(node.shape) - 2)
+            view = transpose_view(view, tuple(perm.index(i) for i in range(len(perm))))
+        else:
+            view = reshape_view(view, heads if below is value else below.shape)
+    return view
 
 
 def _batch_matmul_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
@@ -263,7 +332,7 @@ def _split_point(f: _Fusion, root: Node, reduction: Node, anchor: Node) -> Node:
 def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = None) -> Kernel:
     """The kernel computing root, writing its own buffer or (a concat part) `out_view`."""
     epilogue, prologue = _inlined_region(f, root)
-    anchors = [n for n in epilogue if n.op == "linear"]
+    anchors = [n for n in epilogue if n.op in LINEAR_OPS]
     reductions = [n for n in epilogue if n.op in REDUCTION_OPS]
     if out_view is None:
         out = f.buffer_of(root)
@@ -274,21 +343,26 @@ def _fused_kernel(f: _Fusion, root: Node, index: int, out_view: View | None = No
         if len(anchors) > 1 or reductions:
             raise _Demote(anchors[-1] if len(anchors) > 1 else _split_point(f, root, reductions[0], anchors[0]))
         lin = anchors[0]
-        a, w = lin.inputs
+        a, w = lin.inputs[:2]
         if len(a.shape) != 2:
             raise NotImplementedError(f"linear over a {len(a.shape)}-d input {list(a.shape)}: flatten it to 2-d")
         for r in prologue:
-            if r.op == "linear" or (r.op in REDUCTION_OPS and r.inputs[0].shape != a.shape):
+            if r.op in LINEAR_OPS or (r.op in REDUCTION_OPS and r.inputs[0].shape != a.shape):
                 raise _Demote(r)
         prologue_expr = kb.expr(a, a.shape, is_root=bool(prologue))
         prologue_reductions = tuple(kb.reductions)
         kb.reductions = []
         kb.operands.append(f.view_of(w))
         weight_index = len(kb.operands) - 1
+        quant = ()
+        if lin.op == "quantized_linear":  # scales (and mins) follow the packed weight
+            kb.operands.extend(f.view_of(extra) for extra in lin.inputs[2:])
+            quant = (("quant", lin.attr("format")), ("group", lin.attr("group")), ("k", a.shape[-1]),
+                     ("scales", weight_index + 1), ("mins", weight_index + 2 if len(lin.inputs) > 3 else -1))
         epilogue_expr = kb.expr(root, root.shape, is_root=True)
         return Kernel(f"k{index}_matmul", "matmul", tuple(kb.operands), out_view,
                       expr=epilogue_expr, prologue=prologue_expr, reductions=prologue_reductions,
-                      attrs=(("weight", weight_index),), sources=sources)
+                      attrs=(("weight", weight_index),) + quant, sources=sources)
     if reductions:
         domain = reductions[0].inputs[0].shape
         for r in reductions:
@@ -313,6 +387,8 @@ def _build(graph: Graph, forced: set[int]) -> Program:
         if n.op in ("input", "weight", "constant") or not f.materialized(n):
             continue
         producer = _producer_writing(n, f.output_reshaped) if n.op == "reshape" else None
+        if n.op in VIEW_OPS and f.written_by_attention(n):
+            continue  # the attention kernel writes this output's buffer itself
         if producer is not None:  # the producer's kernel writes the output's buffer, reshaped
             out = f.buffer_of(n)
             kernels.append(_fused_kernel(f, producer, len(kernels),

@@ -58,3 +58,28 @@ def test_an_output_reshape_is_written_by_its_producer():
     program = _lower_and_check(LINEAR_BIAS_OUTPUT)
     (k,) = program.kernels
     assert k.kind == "matmul" and k.output.buffer == dict(program.outputs)["y"]
+
+
+# scaled_dot_product_attention as the torch.export frontend writes it: q [B, H, T, D] turned into
+# token rows for the attention op, the output turned back into [B, H, T, D]
+SDPA_HEADS_LAYOUT = """
+    %q = input() {name="q"} : f32[1, 4, 5, 8]
+    %k = input() {name="k"} : f32[1, 2, 5, 8]
+    %v = input() {name="v"} : f32[1, 2, 5, 8]
+    %slots = weight() {name="slots"} : i64[5]
+    %pos = weight() {name="pos"} : i64[5]
+    %0 = transpose(%q) {perm=[0, 2, 1, 3]} : f32[1, 5, 4, 8]
+    %1 = reshape(%0) {shape=[5, 32]} : f32[5, 32]
+    %2 = attention(%1, %k, %v, %slots, %pos) {head_dim=8, num_heads=4, num_kv_heads=2, scale=0.35} : f32[5, 32]
+    %3 = reshape(%2) {shape=[1, 5, 4, 8]} : f32[1, 5, 4, 8]
+    %4 = transpose(%3) {perm=[0, 2, 1, 3]} : f32[1, 4, 5, 8]
+    return y=%4"""
+
+
+def test_attention_reads_and_writes_head_major_tensors_through_views():
+    W.update(slots=torch.zeros(5, dtype=torch.int64), pos=torch.arange(5))
+    program = _lower_and_check(SDPA_HEADS_LAYOUT)
+    (k,) = program.kernels  # no transpose copies before or after
+    assert k.kind == "attention" and k.output.buffer == dict(program.outputs)["y"]
+    assert k.operands[0].shape == (5, 4, 8) and k.operands[0].strides == (8, 40, 1)
+    assert k.output.strides == (8, 40, 1)

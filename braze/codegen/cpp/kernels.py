@@ -151,7 +151,8 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
     scale = fmt_float(k.attr("scale"))
     group = h // hkv
     t, ctxlen = q.shape[0], kc.shape[2]
-    qd = f"h * {d} + d"
+    qd = ["t", f"h * {d} + d"] if len(q.shape) == 2 else ["t", "h", "d"]  # token rows or a [T, H, D] view
+    od = ["t", f"h * {d} + d"] if len(k.output.shape) == 2 else ["t", "h", "d"]
     krow = lambda view, dd: ctx.load(view, ["s", "kvh", "c0 + j", dd])  # noqa: E731
     return [
         f"#pragma omp parallel for collapse(2) schedule(static, 1) {ctx.par_if(ctx.prod((t, h, d)) + ' * 16')}",
@@ -162,7 +163,7 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         f"    const int64_t kvh = h / {group};",
         f"    float qv[{d}], acc[{d}], sc[32];",
         "    #pragma omp simd",
-        f"    for (int64_t d = 0; d < {d}; ++d) {{ qv[d] = {ctx.load(q, ['t', qd])}; acc[d] = 0.0f; }}",
+        f"    for (int64_t d = 0; d < {d}; ++d) {{ qv[d] = {ctx.load(q, qd)}; acc[d] = 0.0f; }}",
         "    float mx = -INFINITY, l = 0.0f;",
         "    for (int64_t c0 = 0; c0 <= last; c0 += 32) {",
         "      const int64_t cn = std::min<int64_t>(32, last + 1 - c0);",
@@ -189,7 +190,7 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         "    }",
         "    const float inv = 1.0f / l;",
         "    #pragma omp simd",
-        f"    for (int64_t d = 0; d < {d}; ++d) {{ {ctx.store(k.output, ['t', qd], 'acc[d] * inv')} }}",
+        f"    for (int64_t d = 0; d < {d}; ++d) {{ {ctx.store(k.output, od, 'acc[d] * inv')} }}",
         "  }", "}"]
 
 

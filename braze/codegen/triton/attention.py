@@ -128,12 +128,12 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
 
 @triton.jit
 def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
-                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
+                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                         K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                         K_S2: tl.constexpr, K_S3: tl.constexpr,
                         V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
                         V_S2: tl.constexpr, V_S3: tl.constexpr,
-                        O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
+                        O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
                         SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
                         GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
                         BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
@@ -146,7 +146,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
     slot = tl.load(SLOTS + SL_OFF + rows * SL_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, C - 1)
-    q = tl.load(Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + (h * D + d)[None, :] * Q_SC,
+    q = tl.load(Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * Q_SH + d[None, :] * Q_SC,
                 mask=rmask[:, None] & dmask[None, :], other=0.0)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
@@ -170,19 +170,19 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
                                           K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32)
         cur = tl.min(tl.where(rmask & (slot > cur), slot, big), 0)
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
-    tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + (h * D + d)[None, :] * O_SC,
+    tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + h * O_SH + d[None, :] * O_SC,
              out.to(O.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])
 
 
 @triton.jit
 def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
-                       Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
+                       Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
                        V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
                        V_S2: tl.constexpr, V_S3: tl.constexpr,
                        SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
-                       O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
+                       O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
                        H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
                        D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
                        FP32: tl.constexpr):
@@ -199,7 +199,7 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
     heads = kvh * GROUP + g
     d = tl.arange(0, DP)
     dmask = d < D
-    q = tl.load(Q + Q_OFF + t.to(tl.int64) * Q_ST + (heads[:, None] * D + d[None, :]) * Q_SC,
+    q = tl.load(Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH + d[None, :] * Q_SC,
                 mask=gmask[:, None] & dmask[None, :], other=0.0)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([GP], -1.0e30, tl.float32)
@@ -242,7 +242,7 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
                           cache_modifier=".cg")
             total += o_s * w_s[:, None]
         result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
-        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + (heads[:, None] * D + d[None, :]) * O_SC,
+        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
                  result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
 
@@ -279,12 +279,17 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             raise CompilationError(f"kernel {k.name}: operand {v} should have rank {n}")
         return v.strides
 
-    qs, os_, ks, vs = strides(q, 2), strides(out, 2), strides(kc, 4), strides(vc, 4)
+    def head_strides(v):  # (token, head, element) strides of a [T, H*D] or [T, H, D] view
+        if len(v.strides) == 2:
+            return v.strides[0], d * v.strides[1], v.strides[1]
+        return strides(v, 3)
+
+    qs, os_, ks, vs = head_strides(q), head_strides(out), strides(kc, 4), strides(vc, 4)
     sls, pos_s = strides(slots, 1), strides(pos, 1)
     common = (f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={sls[0]}, PO_OFF={pos.offset}, PO_ST={pos_s[0]}, "
-              f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SC={qs[1]}, D={d}, DP={dp}, FP32={fp32}")
+              f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SH={qs[1]}, Q_SC={qs[2]}, D={d}, DP={dp}, FP32={fp32}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
     o = ctx.buf(out.buffer)
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
@@ -302,11 +307,11 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"T * {hkv})))\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
         f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, C, ns, {qk_scale!r}, {common}, "
-        f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
+        f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
         f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']})\n"
         f"    else:\n"
         f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
-        f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, GROUP={group}, "
+        f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "
         f"BM={pre['block_m']}, BN={pre['block_n']}, num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
     return EmittedKernel(jit, launch, [HELPERS])
