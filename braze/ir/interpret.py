@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from braze.ir.graph import Graph, Node
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-               "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+               "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+               "int8": torch.int8, "uint8": torch.uint8, "float8_e4m3fn": torch.float8_e4m3fn}
 
 UNARY_FUNCTIONS = {
     "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
@@ -133,6 +134,9 @@ def evaluate(node: Node, args: list, graph: Graph, feeds: dict, env: dict, inpla
         return args[0] @ args[1]
     if op == "linear":
         return F.linear(args[0], args[1])
+    if op == "quantized_linear":
+        from braze.quant.formats import quantized_linear_reference
+        return quantized_linear_reference(args[0], *args[1:], format=a["format"], group=a["group"])
     if op == "gather":
         return args[0][args[1]]
     if op == "rope":

@@ -50,6 +50,16 @@ def _reduce(k: Kernel, flat, symbols) -> list[torch.Tensor]:
     return reds
 
 
+def kernel_weight(k: Kernel, ops: list[torch.Tensor]) -> torch.Tensor:
+    """A matmul kernel's B [N, K] in float32: its weight operand, or (attrs quant) the weight its
+    packed/scales/mins operands stand for (braze/quant/formats.py)."""
+    if k.attr("quant") is None:
+        return ops[k.attr("weight")].float()
+    from braze.quant.formats import dequantize
+    mins = ops[k.attr("mins")] if k.attr("mins", -1) >= 0 else None
+    return dequantize(k.attr("quant"), k.attr("group"), ops[k.attr("weight")], ops[k.attr("scales")], mins)
+
+
 def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]) -> None:
     out = view_tensor(flat, k.output, symbols)
     ops = [view_tensor(flat, v, symbols) for v in k.operands]
@@ -60,7 +70,7 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
         result = result.expand(*result.shape[:-1], max(result.shape[-1], out.shape[-1]))[..., : out.shape[-1]]
     elif k.kind == "matmul":
         a = eval_expr(k.prologue, k, flat, symbols, _reduce(k, flat, symbols))
-        acc = a @ ops[k.attr("weight")].float().T
+        acc = a @ kernel_weight(k, ops).T
         result = eval_expr(k.expr, k, flat, symbols, acc=acc)
     elif k.kind == "gather":
         result = ops[0][ops[1]]

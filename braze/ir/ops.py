@@ -14,10 +14,11 @@ from typing import Callable
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-DTYPES = ("float32", "bfloat16", "float16", "int32", "int64", "bool")
+# int8 / uint8 / float8_e4m3fn hold quantized weights only (see braze/quant): computed values stay float
+DTYPES = ("float32", "bfloat16", "float16", "int32", "int64", "bool", "int8", "uint8", "float8_e4m3fn")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 SHORT_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64",
-               "bool": "bool"}
+               "bool": "bool", "int8": "i8", "uint8": "u8", "float8_e4m3fn": "f8e4m3"}
 LONG_DTYPE = {v: k for k, v in SHORT_DTYPE.items()}
 
 UNARY_OPS = ("neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "sigmoid", "silu", "relu",
@@ -31,7 +32,8 @@ REDUCTION_OPS = ("sum", "max")
 COMPOSITE_OPS = ("rms_norm", "softmax", "mean")  # removed by the decompose pass
 VIEW_OPS = ("reshape", "transpose", "slice")
 SOURCE_OPS = ("input", "weight", "constant")
-OTHER_OPS = ("matmul", "linear", "concat", "gather", "rope", "kv_store", "attention")
+LINEAR_OPS = ("linear", "quantized_linear")  # x [..., K] by a constant weight: matmul kernels
+OTHER_OPS = ("matmul", "linear", "quantized_linear", "concat", "gather", "rope", "kv_store", "attention")
 ALL_OPS = SOURCE_OPS + POINTWISE_OPS + REDUCTION_OPS + COMPOSITE_OPS + VIEW_OPS + OTHER_OPS
 
 
@@ -131,6 +133,19 @@ def _linear(shapes, attrs):
     return a[:-1] + (w[0],)
 
 
+def _quantized_linear(shapes, attrs):
+    """x [..., K] by a quantized weight [N, K] (braze/quant/formats.py defines the formats):
+    packed [N, K] (int8, fp8) or [N, K/2] (int4, two per byte), scales [N, K/group], optional
+    mins [N, K/group]."""
+    from braze.quant.formats import check_quantized_shapes
+    x, packed, scales, *mins = shapes
+    try:
+        check_quantized_shapes(attrs["format"], attrs["group"], x[-1], packed, scales, mins[0] if mins else None)
+    except ValueError as e:
+        raise ShapeError(str(e)) from None
+    return x[:-1] + (packed[0],)
+
+
 def _gather(shapes, attrs):
     table, idx = shapes
     if len(idx) != 1 or len(table) != 2:
@@ -204,6 +219,7 @@ SHAPE_RULES: dict[str, tuple[int | None, Callable]] = {
     "concat": (None, _concat),
     "matmul": (2, _matmul),
     "linear": (2, _linear),
+    "quantized_linear": (None, _quantized_linear),
     "gather": (2, _gather),
     "rope": (4, _rope),
     "kv_store": (None, _kv_store),  # + an optional block table (a paged cache)
@@ -225,7 +241,7 @@ def result_dtype(op: str, dtypes: list[str], attrs: dict) -> str:
     if op in ("kv_store", "attention") and len(dtypes) == (5 if op == "kv_store" else 6) \
             and dtypes[-1] not in ("int32", "int64"):
         raise ShapeError(f"{op} block table is {dtypes[-1]}; it holds block ids (int32 or int64)")
-    if op in ("rope", "kv_store", "attention", "linear", "matmul", "rms_norm"):
+    if op in ("rope", "kv_store", "attention", "linear", "matmul", "rms_norm", "quantized_linear"):
         return dtypes[0]
     if len(dtypes) == 2 and dtypes[0] != dtypes[1]:
         raise ShapeError(f"{op} mixes {dtypes[0]} and {dtypes[1]}; insert a cast")

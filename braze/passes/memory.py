@@ -7,7 +7,8 @@ from braze.ir.kernel import MemoryPlan, Program
 from braze.ir.ops import numel
 
 ALIGN = 64
-ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1}
+ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1,
+                 "float8_e4m3fn": 1}
 
 
 def buffer_bytes(shape, dtype, symbols) -> int:

@@ -21,6 +21,7 @@ from braze.passes.fold import fold_constants
 from braze.passes.fuse import fuse_into_kernels
 from braze.passes.layout import choose_layouts
 from braze.passes.memory import plan_memory
+from braze.passes.quantize import quantize_linears
 from braze.passes.simplify import simplify
 
 GRAPH_PASSES = [
@@ -48,12 +49,24 @@ def _dump(text: str, step: int, name: str, dump_dir: str | None) -> None:
         log(4, f"--- after {name} ---\n{text}")
 
 
-def lower(graph: Graph, dump_dir: str | None = None) -> Program:
-    """Run every pass; returns the planned Kernel IR program."""
+def graph_passes(quant=None) -> list:
+    """GRAPH_PASSES, with quantize_linears after choose_layouts when a QuantScheme is given (its
+    concats of packed Q/K/V weights are then folded like the float ones)."""
+    if quant is None:
+        return list(GRAPH_PASSES)
+
+    def quantize(graph: Graph) -> Graph:
+        return quantize_linears(graph, quant)
+    at = GRAPH_PASSES.index(choose_layouts) + 1
+    return GRAPH_PASSES[:at] + [quantize] + GRAPH_PASSES[at:]
+
+
+def lower(graph: Graph, dump_dir: str | None = None, quant=None) -> Program:
+    """Run every pass; returns the planned Kernel IR program. quant: a braze.quant QuantScheme."""
     verify_graph(graph)
     _dump(str(graph), 0, "input", dump_dir)
     step = 0
-    for step, graph_pass in enumerate(GRAPH_PASSES, 1):
+    for step, graph_pass in enumerate(graph_passes(quant), 1):
         start = time.perf_counter()
         graph = verify_graph(graph_pass(graph))
         log(2, f"pass {graph_pass.__name__}: {len(graph.nodes)} nodes, {time.perf_counter() - start:.3f}s")

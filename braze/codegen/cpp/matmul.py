@@ -16,6 +16,7 @@ from __future__ import annotations
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr
 from braze.codegen.cpp.emit import KernelCtx, PAR_MIN_WORK, indent
+from braze.codegen.cpp.matmul_quant import dequant_tile, quant_support
 from braze.codegen.cpp.prelude import TAG, tile_function
 
 MB = 64  # rows of A per block (prefill); the scratch block is MB x K floats
@@ -45,9 +46,10 @@ def matmul_support(program) -> str:
         if k.kind == "matmul":
             b = k.operands[_weight_index(k)]
             if b.strides[-1] == 1:
-                dtype = program.buffer(b.buffer).dtype
+                dtype = "float32" if k.attr("quant") else program.buffer(b.buffer).dtype  # quant: dequantized rows
                 tiles |= {(dtype, 1)} | {(dtype, matmul_knobs(k, bucket)["nr"]) for bucket in BUCKETS}
-    return "\n\n".join(tile_function(mr, nr, dt) for dt, nr in sorted(tiles) for mr in range(1, 5))
+    return "\n\n".join([tile_function(mr, nr, dt) for dt, nr in sorted(tiles) for mr in range(1, 5)]
+                       + [quant_support(program)])
 
 
 def emit_matmul(ctx: KernelCtx) -> list[str]:
@@ -57,6 +59,8 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
     if len(bview.shape) != 2:
         raise CompilationError(f"kernel {k.name}: matmul weight view must be [N, K], got {bview}")
     n_dim, k_dim = bview.shape
+    if k.attr("quant"):  # packed rows: K is the kernel's own; the tiles read dequantized float rows
+        k_dim = k.attr("k")
     out = k.output
     rows = tuple(out.shape[:-1])
     if out.shape[-1] != n_dim:
@@ -68,6 +72,8 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
     names = [f"i{a}" for a in range(len(rows))]
     sbn, sbk = bview.strides
     btag = TAG[ctx.dtype(bview)]
+    if k.attr("quant"):
+        btag, sbn, sbk = TAG["float32"], "kdim", 1
 
     # prologue: per row, reductions then A[m, :] into the scratch block
     from braze.codegen.cpp.kernels import reduce_row
@@ -120,7 +126,8 @@ def emit_matmul(ctx: KernelCtx) -> list[str]:
             f"    for (int64_t nt = 0; nt < (ncols + {nr_cols - 1}) / {nr_cols}; ++nt) {{",
             f"      const int64_t n0 = nt * {nr_cols};",
             f"      const int64_t nr = std::min<int64_t>({nr_cols}, ncols - n0);",
-            f"      const auto* bp = {ctx.ptr(bview)}{boff} + n0 * {sbn};",
+            *indent(dequant_tile(ctx, nr_cols) if k.attr("quant") else [], 3),
+            f"      const auto* bp = {'bq' if k.attr('quant') else f'{ctx.ptr(bview)}{boff} + n0 * {sbn}'};",
             "      for (int64_t mi0 = 0; mi0 < mb; mi0 += 4) {",
             "        const int64_t mr = std::min<int64_t>(4, mb - mi0);",
             "        const float* ap = As + mi0 * kdim;",
@@ -166,4 +173,5 @@ def may_alias(program, a: str, b: str) -> bool:
     return a0 < b1 and b0 < a1
 
 
-ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1}
+ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1,
+              "float8_e4m3fn": 1}

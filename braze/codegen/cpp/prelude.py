@@ -7,8 +7,9 @@ round on store (bf16 with round-to-nearest-even, NaN kept quiet).
 from __future__ import annotations
 
 C_TYPE = {"float32": "float", "bfloat16": "bf16_t", "float16": "f16_t", "int32": "int32_t", "int64": "int64_t",
-          "bool": "bool"}
-TAG = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64", "bool": "b8"}
+          "bool": "bool", "int8": "int8_t", "uint8": "uint8_t", "float8_e4m3fn": "f8e4m3_t"}  # f8: matmul_quant.py
+TAG = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int32": "i32", "int64": "i64", "bool": "b8",
+       "int8": "i8", "uint8": "u8", "float8_e4m3fn": "f8"}
 
 PRELUDE = r"""
 #include <cstdint>
