@@ -127,39 +127,61 @@ def emit_rope(ctx: KernelCtx) -> list[str]:
 
 
 def emit_kv_store(ctx: KernelCtx) -> list[str]:
+    """cache[s, h, p, :] = x[t, h]; paged (a 4th operand, the block table [S, blocks]): row p of
+    sequence s is row p % B of block table[s, p / B]."""
     k = ctx.kernel
-    ops = k.operands[1:] if len(k.operands) == 4 else k.operands  # (cache,) x, slots, positions
+    ops = k.operands
+    if len(ops) == 4 and ops[0].buffer == k.output.buffer:  # the form that lists the cache first
+        ops = ops[1:]
     x, slots, pos = ops[:3]
-    _, hkv, _, d = k.output.shape
+    table = ops[3] if len(ops) > 3 else None
+    _, hkv, block, d = k.output.shape
     t = x.shape[0]
+    where = [f"  const int64_t s = {ctx.index_load(slots, ['t'])};",
+             f"  const int64_t p = {ctx.index_load(pos, ['t'])};"]
+    row = ["s", "h", "p", "d"]
+    if table is not None:
+        where += [f"  const int64_t blk = {ctx.index_load(table, ['s', f'p / {block}'])};",
+                  f"  const int64_t r = p % {block};"]
+        row = ["blk", "h", "r", "d"]
     return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, hkv, d)))}",
-            f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
-            f"  const int64_t s = {ctx.index_load(slots, ['t'])};",
-            f"  const int64_t p = {ctx.index_load(pos, ['t'])};",
+            f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{", *where,
             f"  for (int64_t h = 0; h < {hkv}; ++h) {{",
             "    #pragma omp simd",
             f"    for (int64_t d = 0; d < {d}; ++d) {{",
-            f"      {ctx.store(k.output, ['s', 'h', 'p', 'd'], ctx.load(x, ['t', f'h * {d} + d']))}",
+            f"      {ctx.store(k.output, row, ctx.load(x, ['t', f'h * {d} + d']))}",
             "    }", "  }", "}"]
 
 
 def emit_attention(ctx: KernelCtx) -> list[str]:
-    """Per (token, head): online softmax over cache rows 0..pos in chunks of 32 (bounded stack)."""
+    """Per (token, head): online softmax over cache rows 0..pos in chunks of 32 (bounded stack).
+    Paged (a 6th operand, the block table [S, blocks]): row c of the sequence is row c % B of
+    block table[s, c / B], looked up once per row."""
     k = ctx.kernel
     q, kc, vc, slots, pos = k.operands[:5]
+    table = k.operands[5] if len(k.operands) > 5 else None
     h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
     scale = fmt_float(k.attr("scale"))
     group = h // hkv
-    t, ctxlen = q.shape[0], kc.shape[2]
+    t = q.shape[0]
+    if table is None:
+        ctxlen = ctx.dim(kc.shape[2])
+        row_of = []  # the row's place in the cache: [s, kvh, c0 + j]
+        krow = lambda view, dd: ctx.load(view, ["s", "kvh", "c0 + j", dd])  # noqa: E731
+    else:
+        block = kc.shape[2]
+        ctxlen = ctx.prod((table.shape[1], block))
+        row_of = [f"const int64_t blk = {ctx.index_load(table, ['s', f'(c0 + j) / {block}'])};",
+                  f"const int64_t r = (c0 + j) % {block};"]
+        krow = lambda view, dd: ctx.load(view, ["blk", "kvh", "r", dd])  # noqa: E731
     qd = ["t", f"h * {d} + d"] if len(q.shape) == 2 else ["t", "h", "d"]  # token rows or a [T, H, D] view
     od = ["t", f"h * {d} + d"] if len(k.output.shape) == 2 else ["t", "h", "d"]
-    krow = lambda view, dd: ctx.load(view, ["s", "kvh", "c0 + j", dd])  # noqa: E731
     return [
         f"#pragma omp parallel for collapse(2) schedule(static, 1) {ctx.par_if(ctx.prod((t, h, d)) + ' * 16')}",
         f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{",
         f"  for (int64_t h = 0; h < {h}; ++h) {{",
         f"    const int64_t s = {ctx.index_load(slots, ['t'])};",
-        f"    const int64_t last = std::min<int64_t>({ctx.index_load(pos, ['t'])}, {ctx.dim(ctxlen)} - 1);",
+        f"    const int64_t last = std::min<int64_t>({ctx.index_load(pos, ['t'])}, {paren(ctxlen)} - 1);",
         f"    const int64_t kvh = h / {group};",
         f"    float qv[{d}], acc[{d}], sc[32];",
         "    #pragma omp simd",
@@ -169,6 +191,7 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         "      const int64_t cn = std::min<int64_t>(32, last + 1 - c0);",
         "      float cmax = -INFINITY;",
         "      for (int64_t j = 0; j < cn; ++j) {",
+        *indent(row_of, 4),
         "        float dot = 0.0f;",
         "        #pragma omp simd reduction(+:dot)",
         f"        for (int64_t d = 0; d < {d}; ++d) dot += qv[d] * {krow(kc, 'd')};",
@@ -181,6 +204,7 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         "      #pragma omp simd",
         f"      for (int64_t d = 0; d < {d}; ++d) acc[d] *= corr;",
         "      for (int64_t j = 0; j < cn; ++j) {",
+        *indent(row_of, 4),
         "        const float pj = expf(sc[j] - mnew);",
         "        l += pj;",
         "        #pragma omp simd",

@@ -442,7 +442,8 @@ def _braze_matmul_workspace(device, numel):
 
 
 def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
-    g = _Gen(k, ctx)
+    from braze.codegen.triton.matmul_quant import QuantGen  # packed weights: the B chunk is dequantized
+    g = QuantGen(k, ctx) if k.attr("quant") else _Gen(k, ctx)
     n_int = g.n_dim if isinstance(g.n_dim, int) else 4096
     k_int = g.k_dim if isinstance(g.k_dim, int) else 4096
     configs = {mb: chosen_matmul_config(g, mb, n_int, k_int) for mb in M_BUCKETS}

@@ -32,6 +32,8 @@ def library_eligible(g) -> bool:
     """cuBLAS takes [M, K] x [K, N] with unit inner strides; the epilogue must not need reductions."""
     b = g.bview
     uses_rowred = any(x.op == "rowred" for x in g.epilogue.walk())
+    if g.k.attr("quant"):  # packed weights: the fused dequantizing GEMM (matmul_quant.py)
+        return False
     return g.wdtype in LIBRARY_DTYPES and b.strides[1] == 1 and len(g.rows_shape) == 1 and not uses_rowred
 
 

@@ -67,6 +67,7 @@ EMITTERS = {  # kind -> (module in braze.codegen.triton, function)
     "gather": ("simple", "emit_gather"), "rope": ("simple", "emit_rope"), "kv_store": ("simple", "emit_kv_store"),
     "matmul": ("matmul", "emit_matmul"), "attention": ("attention", "emit_attention"),
     "batch_matmul": ("batch_matmul", "emit_batch_matmul"),
+    "paged_attention": ("paged_attention", "emit_paged_attention"),  # attention with a block table
 }
 
 
@@ -78,7 +79,8 @@ def knob_config(kernel: Kernel, bucket: int, defaults: dict) -> dict:
     return {**defaults, **(chosen or {})}
 
 
-def _emitter(kind: str):
+def _emitter(kernel: Kernel):
+    kind = "paged_attention" if kernel.kind == "attention" and len(kernel.operands) > 5 else kernel.kind
     module, function = EMITTERS[kind]
     return getattr(importlib.import_module(f"braze.codegen.triton.{module}"), function)
 
@@ -89,7 +91,7 @@ def emit_module(program: Program) -> str:
     helpers: dict[str, None] = {}
     launchers = []
     for kernel in program.kernels:
-        emitted = _emitter(kernel.kind)(kernel, ctx)
+        emitted = _emitter(kernel)(kernel, ctx)
         for h in emitted.helpers:
             helpers.setdefault(h)
         if emitted.jit not in functions:

@@ -263,27 +263,38 @@ def emit_rope(k: Kernel, ctx: EmitContext) -> EmittedKernel:
 
 
 def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
-    """cache[slots[t], h, positions[t], :] = x[t, h*D:(h+1)*D]: one program per (block of tokens, kv head)."""
-    ops = k.operands[1:] if len(k.operands) == 4 else k.operands  # (cache,) x, slots, positions
+    """cache[slots[t], h, positions[t], :] = x[t, h*D:(h+1)*D]: one program per (block of tokens, kv head).
+    Paged (a 4th operand, the block table [S, blocks]): the row is p % B of block table[slot, p // B]."""
+    ops = k.operands
+    if len(ops) == 4 and ops[0].buffer == k.output.buffer:  # the form that lists the cache first
+        ops = ops[1:]
     x, slots, pos = ops[:3]
+    table = ops[3:]
     cache = k.output
-    _, kv_heads, _, head_dim = (_const_dim(k, d, "a cache dim") for d in cache.shape)
+    _, kv_heads, block, head_dim = (_const_dim(k, d, "a cache dim") for d in cache.shape)
     t = x.shape[0]
     block_d = next_pow2(head_dim)
     block_t = max(1, min(16, 2048 // block_d))
     out_dtype = TRITON_DTYPE[_dtype_of(ctx, cache.buffer)]
     col = f"head * {head_dim} + d"
-    lines = _jit_header(["x", "slots", "positions", "cache", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
+    where = ["slot", "head", "p", "d"]
+    paged = []
+    if table:
+        where = ["blk", "head", f"p % {block}", "d"]
+        paged = [f"    blk = tl.load(table + {_addr(table[0], 'slot', f'p // {block}')}, mask=tok_mask, other=0)"
+                 ".to(tl.int64)"]
+    lines = _jit_header(["x", "slots", "positions"] + ["table"] * bool(table) +
+                        ["cache", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
         "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
         "    head = tl.program_id(1)",
         "    d = tl.arange(0, BD)[None, :]",
         "    tok_mask = tok < T",
         f"    mask = tok_mask & (d < {head_dim})",
         f"    slot = {_index_load('slots', slots, 'tok', 'tok_mask')}",
-        f"    p = {_index_load('positions', pos, 'tok', 'tok_mask')}",
+        f"    p = {_index_load('positions', pos, 'tok', 'tok_mask')}", *paged,
         f"    value = tl.load(x + {_addr(x, 'tok', col)}, mask=mask, other=0.0)",
-        f"    tl.store(cache + {_addr(cache, 'slot', 'head', 'p', 'd')}, value.to({out_dtype}), mask=mask)"]
-    args = [ctx.buf(v.buffer) for v in (x, slots, pos, cache)] + ["T"]
+        f"    tl.store(cache + {_addr(cache, *where)}, value.to({out_dtype}), mask=mask)"]
+    args = [ctx.buf(v.buffer) for v in (x, slots, pos, *table, cache)] + ["T"]
     launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {kv_heads})", args,
                                                {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
     return EmittedKernel("\n".join(lines) + "\n", launch)
