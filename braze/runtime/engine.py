@@ -1,12 +1,19 @@
-"""Engine: a preallocated KV cache, prefill and decode steps, batches of prompts, sampling, stops.
+"""Engine: a preallocated KV cache, a scheduler, one model step at a time, sampling, stops.
 
-Every step is one call of the compiled program over a flat batch of tokens: prefill packs prompt
-chunks of several sequences together (each sequence owns one cache slot), decode feeds each live
-sequence's last token. Sequences beyond the cache's slots wait for a free slot.
+Continuous API (what the server drives):
+    engine.add_request(request_id, prompt_ids, params)
+    while engine.has_unfinished():
+        for out in engine.step(): ...     # new tokens per request, finish_reason when done
+    engine.abort(request_id)              # frees its cache at once
+
+Every step is one call of the compiled program over a flat batch of tokens: each running request's
+next token (decode) and chunks of prompts (prefill) side by side, each token with its sequence's
+cache slot and position. `generate` is a loop over add_request/step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -15,32 +22,36 @@ from braze.errors import InvalidArgumentError, PromptTooLongError
 from braze.ir.interpret import TORCH_DTYPE
 from braze.runtime.executable import Executable
 from braze.runtime.sampling import SamplingParams, sample
+from braze.runtime.scheduler import CacheManager, ScheduledStep, Scheduler, Sequence, SlotCacheManager
 from braze.runtime.stop import find_stop
-
 
 GREEDY_CHUNK = 8  # greedy decode steps replayed back to back between host checks
 
+__all__ = ["Engine", "Sequence", "StepOutput"]
+
 
 @dataclass
-class Sequence:
-    index: int
-    prompt: list[int]
-    params: SamplingParams
-    generator: torch.Generator | None
-    output: list[int] = field(default_factory=list)
-    slot: int = -1
-    cached: int = 0  # tokens already in the KV cache
+class StepOutput:
+    """What one step did for one request: the tokens it added, and why it ended (None: running).
+    `text` is set when a stop string cut the output (the text up to the stop)."""
+    request_id: object
+    new_token_ids: list[int]
     finish_reason: str | None = None
-    text: str | None = None  # set early when a stop string cut the output
+    text: str | None = None
 
     @property
-    def tokens(self) -> list[int]:
-        return self.prompt + self.output
+    def finished(self) -> bool:
+        return self.finish_reason is not None
 
 
 class Engine:
+    """num_slots: KV cache slots (and the most requests decoded together unless max_num_seqs says
+    fewer); context: tokens per slot; max_step_tokens: tokens per model step (the compiled bound).
+    cache_manager: where sequences' KV lives (default: the slot cache)."""
+
     def __init__(self, executable: Executable, num_slots: int, context: int, max_step_tokens: int,
-                 eos_token_ids: tuple[int, ...], decode: Callable[[list[int]], str], cuda_graphs: bool = False):
+                 eos_token_ids: tuple[int, ...], decode: Callable[[list[int]], str], cuda_graphs: bool = False,
+                 max_num_seqs: int | None = None, cache_manager: CacheManager | None = None):
         self.executable = executable
         self.device = executable.device
         self.num_slots, self.context, self.max_step_tokens = num_slots, context, max_step_tokens
@@ -52,6 +63,11 @@ class Engine:
         if cuda_graphs:  # the cache's last slot takes the padding rows of partial batches
             from braze.runtime.cuda_graphs import DecodeGraphs
             self.graphs = DecodeGraphs(executable, self.caches, num_slots, pad_slot=num_slots)
+        self.cache = cache_manager or SlotCacheManager(num_slots, context)
+        self.scheduler = Scheduler(self.cache, min(max_num_seqs or num_slots, num_slots), max_step_tokens)
+        self.requests: dict[object, Sequence] = {}  # unfinished, by request id
+        self._arrivals = itertools.count()
+        self.num_steps = 0
 
     def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
@@ -62,36 +78,108 @@ class Engine:
             raise PromptTooLongError(
                 f"the prompt has {len(prompt)} tokens but the context window holds {self.context}; "
                 f"shorten the prompt or raise max_model_len")
+        if len(prompt) > self.cache.total:
+            raise PromptTooLongError(f"the prompt has {len(prompt)} tokens but the whole KV cache holds "
+                                     f"{self.cache.total}; shorten the prompt or give the cache more room")
+
+    # -- the continuous API -------------------------------------------------------------------
+
+    def add_request(self, request_id, prompt_ids: list[int], params: SamplingParams) -> Sequence:
+        """Queue a request; it joins the running batch at a later step (first come, first served)."""
+        if request_id in self.requests:
+            raise InvalidArgumentError(f"request id {request_id!r} is already running; ids must be unique")
+        prompt = [int(t) for t in prompt_ids]
+        self.check_prompt(prompt)
+        seq = Sequence(request_id, next(self._arrivals), prompt, params, params.generator())
+        self.requests[request_id] = seq
+        self.scheduler.add(seq)
+        return seq
+
+    def abort(self, request_id) -> bool:
+        """Drop a request and free its cache now; False if it is unknown or already finished."""
+        seq = self.requests.pop(request_id, None)
+        if seq is None:
+            return False
+        seq.finish_reason = seq.finish_reason or "abort"
+        self.scheduler.remove(seq)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self.requests)
+
+    def stats(self) -> dict:
+        return {"waiting": len(self.scheduler.waiting), "running": len(self.scheduler.running),
+                "kv_used": self.cache.used, "kv_total": self.cache.total,
+                "preemptions": self.scheduler.num_preemptions, "steps": self.num_steps}
+
+    def step(self) -> list[StepOutput]:
+        """Run one model step over what the scheduler picked; returns what changed per request."""
+        plan = self.scheduler.schedule()
+        outputs: dict[object, StepOutput] = {}
+        for seq in plan.out_of_cache:  # the cache cannot hold it even alone: it ends here
+            seq.finish_reason = "length"
+            outputs[seq.request_id] = StepOutput(seq.request_id, [])
+        if plan.chunks:
+            self.num_steps += 1
+            for seq, chunk in self._run(plan):
+                out = outputs.setdefault(seq.request_id, StepOutput(seq.request_id, []))
+                for token in chunk:
+                    if seq.finish_reason:
+                        break  # tokens a chunk made after a stop are dropped
+                    if self._accept(seq, token):
+                        out.new_token_ids.append(token)
+        for request_id, out in outputs.items():
+            seq = self.requests[request_id]
+            if seq.finish_reason:
+                out.finish_reason, out.text = seq.finish_reason, seq.text
+                self.scheduler.remove(seq)
+                del self.requests[request_id]
+        return list(outputs.values())
+
+    def _run(self, plan: ScheduledStep) -> list[tuple[Sequence, list[int]]]:
+        """Feed the planned tokens; returns each sampled sequence's new token(s)."""
+        # a sequence whose chunk reaches its last token samples; a partial prompt chunk does not
+        sampled = [seq for seq, start, count in plan.chunks if start + count == len(seq.prompt) + len(seq.output)]
+        sampling = {id(seq) for seq in sampled}
+        decode_only = all(count == 1 for _, _, count in plan.chunks) and len(sampled) == len(plan.chunks)
+        tokens, positions, slots, index = [], [], [], []
+        for seq, start, count in plan.chunks:
+            tokens += seq.tokens[start: start + count]
+            positions += range(start, start + count)
+            slots += [seq.slot] * count
+            seq.cached = start + count
+            if id(seq) in sampling:
+                index.append(len(tokens) - 1)
+        if self.graphs is not None and decode_only:
+            steps = self._greedy_chunk(sampled)
+            if steps > 1:
+                chunks = self.graphs.run_greedy(tokens, positions, slots, steps)
+                for seq in sampled:
+                    seq.cached += steps - 1
+                return list(zip(sampled, chunks))
+            logits = self.graphs.run(tokens, positions, slots)
+        else:
+            logits = self._step(tokens, positions, slots, index)
+        chosen = sample(logits, [s.params for s in sampled], [s.generator for s in sampled]).tolist()
+        return [(seq, [token]) for seq, token in zip(sampled, chosen)]
+
+    def _greedy_chunk(self, running: list[Sequence]) -> int:
+        """How many greedy steps to replay before looking at the tokens (1 = step by step). Tokens
+        a sequence makes after its stop are dropped, so the results equal step-by-step decoding.
+        Only when nobody waits (a new request must not wait for the chunk) and the cache has room."""
+        if self.scheduler.waiting or not all(s.params.greedy for s in running):
+            return 1
+        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running)
+        steps = max(1, min(GREEDY_CHUNK, left))
+        if steps > 1 and not all(self.cache.reserve(s, steps - 1) for s in running):  # rows cached + steps - 1
+            return 1  # (what was reserved stays reserved: the sequences grow into it)
+        return steps
 
     def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
         step = torch.tensor([tokens, positions, slots], dtype=torch.int64).to(self.device)
         feeds = {"tokens": step[0], "positions": step[1], "slots": step[2],
                  "logits_index": torch.tensor(logits_index, dtype=torch.int64).to(self.device), **self.caches}
         return self.executable.run(feeds)["logits"]
-
-    def _prefill(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
-        """Run prompts through the model in chunks of at most max_step_tokens; returns each
-        sequence's last-position logits."""
-        pending = [(s, s.cached) for s in seqs]
-        done = []
-        while pending:
-            tokens, positions, slots, index, owners, budget = [], [], [], [], [], self.max_step_tokens
-            while pending and budget > 0:
-                seq, start = pending.pop(0)
-                end = min(len(seq.prompt), start + budget)
-                tokens += seq.prompt[start:end]
-                positions += range(start, end)
-                slots += [seq.slot] * (end - start)
-                budget -= end - start
-                if end < len(seq.prompt):
-                    pending.insert(0, (seq, end))
-                else:
-                    index.append(len(tokens) - 1)
-                    owners.append(seq)
-                seq.cached = end
-            logits = self._step(tokens, positions, slots, index)
-            done += [(seq, logits[i].clone()) for i, seq in enumerate(owners)]
-        return done
 
     def _accept(self, seq: Sequence, token: int) -> bool:
         """Record a sampled token and decide whether the sequence is done; False if the token
@@ -113,63 +201,27 @@ class Engine:
                 seq.text = text[:cut]
         return True
 
+    # -- a closed batch -----------------------------------------------------------------------
+
     def generate(self, prompts: list[list[int]], params: list[SamplingParams],
                  on_token: Callable[[int, int], None] | None = None) -> list[Sequence]:
-        """Generate for every prompt; on_token(request_index, token_id) streams tokens."""
+        """Generate for every prompt; on_token(request_index, token_id) streams tokens. Requests of
+        an earlier generate still unfinished (the server's) share the steps; ids here are private."""
         for prompt in prompts:
             self.check_prompt(prompt)
-        waiting = [Sequence(i, list(p), sp, sp.generator()) for i, (p, sp) in enumerate(zip(prompts, params))]
-        running: list[Sequence] = []
-        finished: list[Sequence] = []
-        free_slots = list(range(self.num_slots))
-        while waiting or running:
-            admitted = []
-            while waiting and free_slots:
-                seq = waiting.pop(0)
-                seq.slot = free_slots.pop(0)
-                admitted.append(seq)
-            if admitted:
-                firsts = self._prefill(admitted)
-                self._sample_and_accept([s for s, _ in firsts], torch.stack([lg for _, lg in firsts]), on_token)
-                running += admitted
-            else:
-                tokens = [s.tokens[-1] for s in running]
-                positions = [len(s.tokens) - 1 for s in running]
-                slots = [s.slot for s in running]
-                steps = self._greedy_chunk(running, waiting)
-                if steps > 1:
-                    self._accept_chunk(running, self.graphs.run_greedy(tokens, positions, slots, steps), on_token)
-                else:
-                    logits = self.graphs.run(tokens, positions, slots) if self.graphs else \
-                        self._step(tokens, positions, slots, list(range(len(running))))
-                    self._sample_and_accept(running, logits, on_token)
-            for seq in [s for s in running if s.finish_reason]:
-                running.remove(seq)
-                free_slots.append(seq.slot)
-                finished.append(seq)
-        for seq in finished:
+        ids = [("generate", id(prompts), i) for i in range(len(prompts))]
+        seqs = [self.add_request(rid, p, sp) for rid, p, sp in zip(ids, prompts, params)]
+        index = {rid: i for i, rid in enumerate(ids)}
+        pending = set(ids)
+        while pending:
+            for out in self.step():
+                if out.request_id in index and on_token is not None:
+                    for token in out.new_token_ids:
+                        on_token(index[out.request_id], token)
+                if out.finished:
+                    pending.discard(out.request_id)
+        for i, seq in enumerate(seqs):
+            seq.index = i
             if seq.text is None:
                 seq.text = self.decode(seq.output)
-        return sorted(finished, key=lambda s: s.index)
-
-    def _greedy_chunk(self, running: list[Sequence], waiting: list[Sequence]) -> int:
-        """How many greedy steps to run before looking at the tokens (1 = step by step). Tokens a
-        sequence makes after its stop are dropped, so the results equal step-by-step decoding."""
-        if not self.graphs or waiting or not all(s.params.greedy for s in running):
-            return 1
-        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running)
-        return max(1, min(GREEDY_CHUNK, left))
-
-    def _accept_chunk(self, seqs: list[Sequence], chunks: list[list[int]], on_token) -> None:
-        for seq, chunk in zip(seqs, chunks):
-            for token in chunk:
-                if seq.finish_reason:
-                    break
-                if self._accept(seq, token) and on_token is not None:
-                    on_token(seq.index, token)
-
-    def _sample_and_accept(self, seqs: list[Sequence], logits: torch.Tensor, on_token) -> None:
-        chosen = sample(logits, [s.params for s in seqs], [s.generator for s in seqs]).tolist()
-        for seq, token in zip(seqs, chosen):
-            if self._accept(seq, token) and on_token is not None:
-                on_token(seq.index, token)
+        return seqs
