@@ -18,7 +18,7 @@ def buffer_bytes(shape, dtype, symbols) -> int:
 def plan_memory(program: Program) -> Program:
     temps = {b.name: b for b in program.buffers if b.kind == "temp"}
     first, last = {}, {}
-    for i, k in enumerate(program.kernels):
+    for i, k in _steps(program):
         for v in list(k.operands) + [k.output]:
             if v.buffer in temps:
                 first.setdefault(v.buffer, i)
@@ -42,3 +42,14 @@ def plan_memory(program: Program) -> Program:
         placed.append((lo, hi, offset, size[name]))
     arena = max((off + nb for _, _, off, nb in placed), default=0)
     return replace(program, plan=MemoryPlan(offsets, arena, sum(size.values())))
+
+def _steps(program: Program):
+    """(step, kernel): the kernels of one launch group run at the same time, so they share a step
+    (a temp one of them reads must not share bytes with a temp another one writes)."""
+    step, group = -1, None
+    for k in program.kernels:
+        g = k.attr("launch_group")
+        if g is None or g != group:
+            step += 1
+        group = g
+        yield step, k

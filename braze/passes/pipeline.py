@@ -19,6 +19,7 @@ from braze.passes.decompose import decompose
 from braze.passes.flatten import flatten_leading_dims
 from braze.passes.fold import fold_constants
 from braze.passes.fuse import fuse_into_kernels
+from braze.passes.horizontal import group_independent_kernels
 from braze.passes.layout import choose_layouts
 from braze.passes.memory import plan_memory
 from braze.passes.quantize import quantize_linears
@@ -37,6 +38,7 @@ GRAPH_PASSES = [
     eliminate_dead_code,
 ]
 KERNEL_PASSES = [
+    group_independent_kernels,       # independent pointwise kernels side by side share one launch
     plan_memory,                     # liveness-based offsets of intermediates in one arena
 ]
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from braze.ir.kernel import Kernel, Program
@@ -85,13 +85,33 @@ def _emitter(kernel: Kernel):
     return getattr(importlib.import_module(f"braze.codegen.triton.{module}"), function)
 
 
+def _emit_kernels(program: Program, ctx: EmitContext):
+    """(kernel, its EmittedKernel) per launch; a launch group's kernels are one launch, named after
+    its first kernel, whose sources list every part's."""
+    from braze.codegen.triton.simple import emit_pointwise_group
+    kernels = list(program.kernels)
+    i = 0
+    while i < len(kernels):
+        group = kernels[i].attr("launch_group")
+        j = i + 1
+        while group is not None and j < len(kernels) and kernels[j].attr("launch_group") == group:
+            j += 1
+        if j - i > 1:
+            members = kernels[i:j]
+            sources = tuple(s for k in members for s in k.sources + ("|",))[:-1]
+            yield replace(members[0], sources=sources), emit_pointwise_group(members, ctx)
+        else:
+            yield kernels[i], _emitter(kernels[i])(kernels[i], ctx)
+        i = j
+
+
 def emit_module(program: Program) -> str:
     ctx = EmitContext(program)
     functions: dict[str, str] = {}  # jit source -> function name
     helpers: dict[str, None] = {}
-    launchers = []
-    for kernel in program.kernels:
-        emitted = _emitter(kernel)(kernel, ctx)
+    launchers, launches = [], []
+    for kernel, emitted in _emit_kernels(program, ctx):
+        launches.append(kernel)
         for h in emitted.helpers:
             helpers.setdefault(h)
         if emitted.jit not in functions:
@@ -109,7 +129,7 @@ def emit_module(program: Program) -> str:
         launchers = [text.replace("num_warps=", "launch_pdl=True, num_warps=") for text in launchers]
     parts += jits
     parts += launchers
-    calls = "\n".join(f"    launch_{k.name}(b, s)" for k in program.kernels) or "    pass"
+    calls = "\n".join(f"    launch_{k.name}(b, s)" for k in launches) or "    pass"
     parts.append(f"def run(b, s):\n{calls}\n")
     return "\n\n".join(p.rstrip() + "\n" for p in parts)
 

@@ -5,6 +5,8 @@ the source, so one compiled kernel serves every step; a launcher skips a step wi
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
 from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
@@ -16,39 +18,90 @@ def _dtype_of(ctx: EmitContext, buffer: str) -> str:
     return ctx.program.buffer(buffer).dtype
 
 
-def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+@dataclass
+class _PointwisePlan:
+    """One pointwise kernel's parts: its body below the program ids (PID_R, PID_C), its params and
+    what the launcher passes for them, and its block shape."""
+    params: list[str]      # in0.., out, ROWS (, COLS)
+    runtime: list[str]     # the params Triton must not specialize on
+    body: list[str]
+    args: str              # launcher expressions for params, comma-separated
+    rows: str
+    cols: str
+    cols_const: int | None
+    block_r: int
+    block_c: int
+    num_warps: int | None
+
+
+def _pointwise_plan(k: Kernel, ctx: EmitContext) -> _PointwisePlan:
     domain = k.output.shape
     cols_const = domain[-1] if domain and isinstance(domain[-1], int) else None
     block_c = min(next_pow2(cols_const), 1024) if cols_const else 256
     # braze.tune's knobs; num_warps None: Triton's default (and no PDL flag on this launch, as before)
     tuned = knob_config(k, 0, {"block_r": max(1, 2048 // block_c), "num_warps": None})
-    block_r = tuned["block_r"]
-    warps = "" if tuned["num_warps"] is None else f", num_warps={tuned['num_warps']}"
     split, row_names = split_rows(domain, "rows64")
     # a known width goes into the source: the mask is then uniform over aligned column groups and
     # loads and stores can vectorize (with a runtime COLS the compiler cannot prove that)
     cols_arg = [] if cols_const else ["COLS"]
-    args = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS"] + cols_arg + ["BR: tl.constexpr",
-                                                                                      "BC: tl.constexpr"]
-    lines = [f"@triton.jit(do_not_specialize={['ROWS'] + cols_arg!r})", f"def KERNEL({', '.join(args)}):",
-             "    rows = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]",
-             "    cols = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]",
-             f"    mask = (rows < ROWS) & (cols < {cols_const or 'COLS'})",
-             "    rows64 = rows.to(tl.int64)"] + split
+    body = ["    rows = PID_R * BR + tl.arange(0, BR)[:, None]",
+            "    cols = PID_C * BC + tl.arange(0, BC)[None, :]",
+            f"    mask = (rows < ROWS) & (cols < {cols_const or 'COLS'})",
+            "    rows64 = rows.to(tl.int64)"] + split
     emitter = ExprEmitter(lambda i: _load(i, k.operands[i], view_offsets(k.operands[i], row_names), "mask"))
     value = emitter.emit(k.expr)
-    lines += emitter.lines
+    body += emitter.lines
     out_dtype = TRITON_DTYPE[_dtype_of(ctx, k.output.buffer)]
-    lines.append(f"    value = ({value}) + tl.zeros([BR, BC], tl.float32)")
-    lines.append(f"    tl.store(out + {view_offsets(k.output, row_names)}, value.to({out_dtype}), mask=mask)")
-    operands = ", ".join(ctx.buf(v.buffer) for v in k.operands)
-    launch = (f"    ROWS = {ctx.numel(domain[:-1])}\n    COLS = {ctx.dim(domain[-1]) if domain else '1'}\n"
+    body.append(f"    value = ({value}) + tl.zeros([BR, BC], tl.float32)")
+    body.append(f"    tl.store(out + {view_offsets(k.output, row_names)}, value.to({out_dtype}), mask=mask)")
+    params = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS"] + cols_arg
+    args = [ctx.buf(v.buffer) for v in k.operands] + [ctx.buf(k.output.buffer), "ROWS"] + cols_arg
+    return _PointwisePlan(params, ["ROWS"] + cols_arg, body, ", ".join(args), ctx.numel(domain[:-1]),
+                          ctx.dim(domain[-1]) if domain else "1", cols_const, tuned["block_r"], block_c,
+                          tuned["num_warps"])
+
+
+def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
+    p = _pointwise_plan(k, ctx)
+    lines = [f"@triton.jit(do_not_specialize={p.runtime!r})",
+             f"def KERNEL({', '.join(p.params + ['BR: tl.constexpr', 'BC: tl.constexpr'])}):",
+             "    PID_R = tl.program_id(0)", "    PID_C = tl.program_id(1)"] + p.body
+    warps = "" if p.num_warps is None else f", num_warps={p.num_warps}"
+    launch = (f"    ROWS = {p.rows}\n    COLS = {p.cols}\n"
               f"    if ROWS * COLS == 0:\n        return\n"
-              f"    grid = (triton.cdiv(ROWS, {block_r}), triton.cdiv(COLS, {block_c}))\n"
-              f"    KERNEL[grid]({operands + ', ' if operands else ''}{ctx.buf(k.output.buffer)}, ROWS, "
-              f"{'' if cols_const else 'COLS, '}"
-              f"BR={block_r}, BC={block_c}{warps})\n")
+              f"    grid = (triton.cdiv(ROWS, {p.block_r}), triton.cdiv(COLS, {p.block_c}))\n"
+              f"    KERNEL[grid]({p.args}, BR={p.block_r}, BC={p.block_c}{warps})\n")
     return EmittedKernel("\n".join(lines) + "\n", launch)
+
+
+def emit_pointwise_group(kernels: list[Kernel], ctx: EmitContext) -> EmittedKernel:
+    """Independent pointwise kernels (one launch group, braze/passes/horizontal.py) as one grid:
+    part i owns the program ids [P_i, P_i+1) and runs its own body as a device function."""
+    plans = [_pointwise_plan(k, ctx) for k in kernels]
+    jit, params, branches, launch, launch_args = [], [], [], [], []
+    for i, p in enumerate(plans):
+        jit += ["@triton.jit",
+                f"def KERNEL_part{i}({', '.join(p.params + ['PID_R', 'PID_C', 'BR: tl.constexpr', 'BC: tl.constexpr'])}):"]
+        jit += p.body + [""]
+        mine = [f"{name}_{i}" for name in p.params]
+        params += mine
+        col_blocks = f"{-(-p.cols_const // p.block_c)}" if p.cols_const else f"tl.cdiv(COLS_{i}, {p.block_c})"
+        local = f"pid - P{i}" if i else "pid"
+        branches += [f"    {'if' if i == 0 else 'elif'} pid < P{i + 1}:",
+                     f"        KERNEL_part{i}({', '.join(mine)}, ({local}) // {col_blocks}, ({local}) % {col_blocks}, "
+                     f"{p.block_r}, {p.block_c})"]
+        args = p.args.replace("ROWS", f"ROWS_{i}").replace("COLS", f"COLS_{i}")
+        launch += [f"    ROWS_{i} = {p.rows}", f"    COLS_{i} = {p.cols}",
+                   f"    P{i + 1} = P{i} + triton.cdiv(ROWS_{i}, {p.block_r}) * triton.cdiv(COLS_{i}, {p.block_c})"]
+        launch_args.append(args)
+    bounds = [f"P{i + 1}" for i in range(len(plans))]
+    runtime = [f"{name}_{i}" for i, p in enumerate(plans) for name in p.runtime] + bounds
+    jit += [f"@triton.jit(do_not_specialize={runtime!r})",
+            f"def KERNEL({', '.join(params + bounds)}):", "    pid = tl.program_id(0)"] + branches
+    warps = max((p.num_warps or 4) for p in plans)
+    launch = ["    P0 = 0"] + launch + [f"    if {bounds[-1]} == 0:", "        return",
+                                      f"    KERNEL[({bounds[-1]},)]({', '.join(launch_args + bounds)}, num_warps={warps})"]
+    return EmittedKernel("\n".join(jit) + "\n", "\n".join(launch) + "\n")
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -1,0 +1,77 @@
+"""Prefill attention tile configs on the kernel suite's attention cases (not a test): each config is
+given to the braze attention kernel as tuning knobs, checked against eager sdpa, and timed like the
+kernel suite (one CUDA-graph replay, cold L2, median). Picks the defaults per dtype and head_dim.
+
+    PYTHONPATH=. python3 bench/kernels/attention_config_sweep.py [--out F]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from braze.bench.suite.configs import MODEL_CONFIGS  # noqa: E402
+from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed, relative_error  # noqa: E402
+from braze.bench.suite.layer_cases import build_case  # noqa: E402
+from braze.module_compiler import export_graph  # noqa: E402
+from braze.passes.pipeline import lower  # noqa: E402
+from braze.runtime.executable import Executable  # noqa: E402
+
+CONFIGS = [  # (block_m, block_n, num_warps, num_stages)
+    (64, 64, 4, 3), (64, 32, 4, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 8, 2), (16, 32, 4, 2),
+    (128, 64, 8, 3), (64, 64, 8, 3), (128, 32, 8, 2), (32, 16, 2, 2),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results/attention-config-sweep.json")
+    ap.add_argument("--seqs", default="32,128,512")
+    args = ap.parse_args()
+    flush = _flush_buffer("cuda")
+    rows = []
+    for model in ("tinyllama-1.1b", "qwen2.5-7b"):
+        for dtype in ("float32", "bfloat16"):
+            for seq in map(int, args.seqs.split(",")):
+                module, inputs = build_case("attention", MODEL_CONFIGS[model], seq, getattr(torch, dtype), "cuda")
+                with torch.inference_mode():
+                    want = module(*inputs)
+                eager = gpu_us(graphed(lambda: module(*inputs)), 50, flush)
+                graph, names = export_graph(module, inputs)
+                base = lower(graph)
+                row = {"model": model, "dtype": dtype, "seq": seq, "eager_us": eager, "configs": {}}
+                for bm, bn, warps, stages in CONFIGS:
+                    knobs = {0: {"block_m": bm, "block_n": bn, "num_warps": warps, "num_stages": stages}}
+                    program = replace(base, kernels=tuple(
+                        replace(k, attrs=k.attrs + (("knobs", knobs),)) if k.kind == "attention" else k
+                        for k in base.kernels))
+                    key = f"{bm}x{bn}w{warps}s{stages}"
+                    try:
+                        exe = Executable(program, backend="triton", device="cuda", fresh_outputs=True)
+                        feeds = dict(zip(names, inputs))
+                        got = exe.run(feeds)["out0"]
+                        err = relative_error(got, want)
+                        us = gpu_us(graphed(lambda: exe.run(feeds)), 50, flush)
+                        row["configs"][key] = {"us": us, "rel_err": err}
+                    except Exception as e:  # noqa: BLE001  (a config that does not compile is recorded)
+                        row["configs"][key] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                ok = {k: v["us"] for k, v in row["configs"].items() if "us" in v and v["rel_err"] < 2e-2}
+                best = min(ok, key=ok.get) if ok else None
+                row["best"] = best
+                print(f"{model:<15} {dtype:<9} seq {seq:<4} eager {eager:8.1f} us | default "
+                      f"{row['configs'].get('64x64w4s3', {}).get('us', float('nan')):8.1f} | best {best} "
+                      f"{ok.get(best, float('nan')):8.1f}", flush=True)
+                rows.append(row)
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
