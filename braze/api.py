@@ -18,6 +18,7 @@ from braze.frontend import load_model
 from braze.models.config import SUPPORTED_ARCHITECTURES
 from braze.models.llama import MODEL_BUILDERS
 from braze.passes.pipeline import lower
+from braze.tune.choose import tune_step
 from braze.runtime.engine import Engine
 from braze.runtime.executable import DEFAULT_BACKEND, Executable
 from braze.runtime.sampling import SamplingParams
@@ -107,6 +108,8 @@ class LLM:
         report("running compiler passes")
         self.program = lower(graph, dump_dir=dump_dir)
         del graph
+        # knobs per kernel: the tuning database's best, else the cost model's pick, else the heuristics
+        self.program = tune_step(self.program, backend)
         report(f"compiling kernels ({backend})")
         self.executable = Executable(self.program, backend=backend, device=device)
         self.engine = Engine(self.executable, max_num_seqs, self.max_model_len, max(step_tokens, max_num_seqs),
