@@ -52,6 +52,24 @@ def _direct_out(g) -> bool:
     return g.epilogue.op == "acc" and g.odtype == g.wdtype and out.strides[-1] == 1 and len(out.shape) == 2
 
 
+def _addmm_term(g) -> int | None:
+    """The operand added to the product when the epilogue is exactly acc + bias (a [N] row broadcast
+    over M) or acc + a row-major [M, N] matrix (a residual), in the output's dtype: cuBLAS adds it
+    itself (torch.addmm, beta = 1), so no epilogue kernel runs."""
+    e, out = g.epilogue, g.k.output
+    if e.op != "add" or g.odtype != g.wdtype or out.strides[-1] != 1 or len(out.shape) != 2:
+        return None
+    loads = [a for a in e.args if a.op == "load"]
+    if len(loads) != 1 or not any(a.op == "acc" for a in e.args):
+        return None
+    v = g.k.operands[loads[0].value]
+    if g.ctx.program.buffer(v.buffer).dtype != g.wdtype or len(v.shape) != 2 or v.strides[1] != 1:
+        return None
+    if v.buffer == out.buffer and v != out:
+        return None  # a partly overlapping in-place update: keep the separate epilogue
+    return loads[0].value
+
+
 def prologue_source(g) -> str:
     em = ExprEmitter(lambda i: "", "    ")
     head = [g.jit(),
@@ -93,7 +111,7 @@ def library_sources(g) -> str:
     parts = []
     if _plain_a(g) is None:
         parts.append(prologue_source(g))
-    if not _direct_out(g):
+    if not _direct_out(g) and _addmm_term(g) is None:
         parts.append(epilogue_source(g))
     return "\n\n".join(parts)
 
@@ -119,9 +137,15 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
                   f"{indent}KERNEL_prologue[(triton.cdiv(M, {PROLOGUE_BLOCK_M}),)]({', '.join(operands)}, a, M, N, K, "
                   f"BLOCK_M={PROLOGUE_BLOCK_M}, BLOCK_K={PROLOGUE_BLOCK_K}, EVEN_K=K % {PROLOGUE_BLOCK_K} == 0, "
                   "num_warps=4)"]
+    term = _addmm_term(g)
     if _direct_out(g):
         ov = k.output
         lines.append(f"{indent}torch.mm(a, w.t(), out={_window(out, '(M, N)', ov)})")
+    elif term is not None:
+        tv, t = k.operands[term], operands[term]
+        added = (f"{t}.as_strided((N,), (1,), {t}.storage_offset() + {tv.offset})" if tv.strides[0] == 0
+                 else _window(t, "(M, N)", tv))
+        lines.append(f"{indent}torch.addmm({added}, a, w.t(), out={_window(out, '(M, N)', k.output)})")
     else:
         lines += [f"{indent}c = _braze_library_workspace({out}.device, {dt}, M * N, 1)[: M * N].view(M, N)",
                   f"{indent}torch.mm(a, w.t(), out=c)",

@@ -171,7 +171,9 @@ def emit_reduction(k: Kernel, ctx: EmitContext) -> EmittedKernel:
                                f"nor one value per row")
     chunked = cols > MAX_ROW_BLOCK
     block_c = CHUNK if chunked else next_pow2(cols)
-    block_r = max(1, 4096 // block_c)
+    # rows of 1024+ columns: one row a program, so a short prompt's few rows still spread over the
+    # SMs (two rows a program left half of them idle at 32 tokens)
+    block_r = 1 if block_c >= 1024 else max(1, 4096 // block_c)
     tuned = knob_config(k, 0, {"block_r": block_r, "num_warps": _warps(block_r * block_c)})  # braze.tune's knobs
     block_r = tuned["block_r"]
     split, row_names = split_rows(domain, "rows64")

@@ -13,13 +13,15 @@ from braze.passes.pipeline import lower
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _graph(K: int, N: int, rms: bool, residual: bool):
+def _graph(K: int, N: int, rms: bool, residual: bool, bias: bool = False):
     b = GraphBuilder(symbols={"T": 128}, name="prefill")
     x = b.input("x", ("T", K), "float16")
     h = b.rms_norm(x, b.weight("norm", (1 + 0.1 * torch.randn(K)).half()), 1e-5) if rms else x
     y = b.matmul(h, b.transpose(b.weight("w", (torch.randn(N, K) * K ** -0.5).half())))
     if residual:
         y = b.add(y, b.input("r", ("T", N), "float16"))
+    if bias:
+        y = b.add(y, b.weight("bias", torch.randn(N).half()))
     return b.build({"y": y})
 
 
@@ -29,13 +31,25 @@ def test_library_prefill_matches_interpreter(rms, residual, run_program_triton):
     graph = _graph(72, 120, rms, residual)
     program = lower(graph)
     source = __import__("braze.codegen.triton", fromlist=["emit_module"]).emit_module(program)
-    assert "torch.mm(" in source
+    assert ("torch.addmm(" if residual else "torch.mm(") in source
+    assert "_epilogue" not in source  # a residual is cuBLAS's beta * C, not a kernel of its own
     assert ("KERNEL_prologue" in source or "prologue" in source) or not rms
     feeds = {"x": torch.randn(97, 72).half(), "r": torch.randn(97, 120).half()}
     feeds = {k: v for k, v in feeds.items() if k != "r" or residual}
     got = run_program_triton(program, feeds)["y"].float()
     want = interpret(graph, feeds)["y"].float()
     torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
+def test_library_adds_a_bias_row_in_cublas(run_program_triton):
+    torch.manual_seed(0)
+    graph = _graph(72, 120, False, False, bias=True)
+    program = lower(graph)
+    source = __import__("braze.codegen.triton", fromlist=["emit_module"]).emit_module(program)
+    assert "torch.addmm(" in source and "_epilogue" not in source
+    feeds = {"x": torch.randn(97, 72).half()}
+    got = run_program_triton(program, feeds)["y"].float()
+    torch.testing.assert_close(got, interpret(graph, feeds)["y"].float(), rtol=2e-2, atol=2e-2)
 
 
 def test_library_can_be_switched_off(monkeypatch):
