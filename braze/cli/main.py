@@ -1,4 +1,4 @@
-"""The `braze` command line: generate, compile, run, bench.
+"""The `braze` command line: generate, compile, run, bench, serve.
 
 Errors a user can act on print as one line and exit 1; BRAZE_DEBUG=1 shows the traceback.
 """
@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "against eager, torch.compile and max-autotune")
     add_selection_args(bench.add_argument_group("with --suite models (--merge also with kernels)"))
     add_kernel_suite_args(bench.add_argument_group("with --suite kernels"))
+    bench_targets = bench.add_subparsers(dest="bench_target", required=False)
+    from braze.cli.bench_serve import add_bench_serve_args
+    add_bench_serve_args(bench_targets.add_parser(
+        "serve", help="time to first token, time per output token and throughput of a running server"))
+
+    serve = sub.add_parser("serve", help="serve the OpenAI API (completions, chat, streaming) over HTTP")
+    _model_args(serve)
+    from braze.cli.serve import add_serve_args
+    add_serve_args(serve)
     return parser
 
 
@@ -84,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from braze.cli.run import run_expression
             return run_expression(args)
+        if args.command == "serve":
+            from braze.cli.serve import run_serve
+            return run_serve(args)
+        if getattr(args, "bench_target", None) == "serve":
+            from braze.cli.bench_serve import run_bench_serve
+            return run_bench_serve(args)
         from braze.cli.bench import run_bench
         return run_bench(args)
     except BrazeError as error:

@@ -1,0 +1,40 @@
+"""`braze serve`: load and compile the model, then serve the OpenAI API with uvicorn."""
+from __future__ import annotations
+
+import os
+import sys
+
+from braze.api import LLM
+from braze.cli.progress import load_progress
+
+
+def add_serve_args(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("BRAZE_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: $BRAZE_API_KEY; none: open)")
+    p.add_argument("--served-model-name", default=None,
+                   help="the name clients ask for (default: the --model argument's last path part)")
+    p.add_argument("--max-num-seqs", type=int, default=16, help="requests decoded together")
+    p.add_argument("--max-num-batched-tokens", type=int, default=512,
+                   help="tokens per model step (prompt chunks + one per decoding request)")
+
+
+def served_name(model: str) -> str:
+    return os.path.basename(os.path.normpath(model)) or model
+
+
+def run_serve(args) -> int:
+    import uvicorn
+
+    from braze.serve import build_app
+
+    with load_progress(sys.stderr.isatty()) as step:
+        llm = LLM(args.model, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
+                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens, progress=step)
+    name = args.served_model_name or served_name(args.model)
+    app = build_app(llm, name, api_key=args.api_key)
+    print(f"braze: serving {name!r} ({llm.device}, {llm.dtype}, context {llm.max_model_len}, "
+          f"{args.max_num_seqs} sequences) on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
