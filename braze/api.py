@@ -67,6 +67,23 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
+def _load_quantized(model: str, quant: str | None, calibration_text: str | None, report):
+    """(loaded model, weights for the graph, QuantScheme or None): a `braze quantize` folder, or
+    `model` quantized on the fly by method `quant` (braze/quant/methods.py)."""
+    from braze.quant.prepare import is_quantized_folder, load_quantized, quantize_weights
+
+    if is_quantized_folder(model):
+        if quant is not None:
+            raise InvalidArgumentError(f"{model} is quantized already; drop quant={quant!r}")
+        loaded, scheme = load_quantized(model)
+        return loaded, loaded.weights, scheme
+    loaded = load_model(model)
+    if quant is not None:
+        report(f"quantizing ({quant})")
+    weights, scheme = quantize_weights(loaded, quant, calibration_text)
+    return loaded, weights, scheme
+
+
 class LLM:
     """Load a model, compile it through braze's IRs, and generate.
 
@@ -75,12 +92,15 @@ class LLM:
     when there is one. enforce_eager=True launches decode kernels one by one instead of a graph.
     max_model_len: the KV cache's context per sequence; max_num_seqs: sequences decoded together;
     max_num_batched_tokens: tokens per prefill step (longer prompts are prefilled in chunks).
+    quant: a quantization method (int8, int4-awq-g128, fp8, gguf, ...: braze/quant/methods.py) applied
+    while compiling; calibration_text: AWQ's calibration text (default: a built-in one).
     """
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "float32", *,
                  max_model_len: int | None = None, max_num_seqs: int = 4, max_num_batched_tokens: int = 256,
                  backend: str | None = None, enforce_eager: bool = False, dump_dir: str | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, quant: str | None = None,
+                 calibration_text: str | None = None):
         device = device or default_device()
         _check_choice("device", device, DEVICES)
         _check_choice("dtype", dtype, DTYPES)
@@ -91,7 +111,7 @@ class LLM:
         report = progress or (lambda step: None)
         started = time.perf_counter()
         report("loading weights")
-        loaded = load_model(model)
+        loaded, weights, scheme = _load_quantized(model, quant, calibration_text, report)
         config = loaded.config
         if config.architecture not in MODEL_BUILDERS:
             raise UnsupportedArchitectureError(f"architecture {config.architecture} is not supported; supported: "
@@ -101,12 +121,12 @@ class LLM:
         step_tokens = min(max_num_batched_tokens, self.max_model_len)
         report("building the graph")
         slots = max_num_seqs + (1 if cuda_graphs else 0)  # a spare slot absorbs CUDA-graph padding rows
-        graph = MODEL_BUILDERS[config.architecture](config, loaded.weights, dtype, max_seqs=slots,
+        graph = MODEL_BUILDERS[config.architecture](config, weights, dtype, max_seqs=slots,
                                                     context=self.max_model_len,
                                                     max_tokens=max(step_tokens, slots), device=device)
-        del loaded
+        del loaded, weights
         report("running compiler passes")
-        self.program = lower(graph, dump_dir=dump_dir)
+        self.program = lower(graph, dump_dir=dump_dir, quant=scheme)
         del graph
         # knobs per kernel: the tuning database's best, else the cost model's pick, else the heuristics
         self.program = tune_step(self.program, backend)

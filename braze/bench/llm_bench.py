@@ -60,7 +60,8 @@ def load_reference(model: str, dtype: str):
 
 
 def run_llm_bench(model: str, device: str = "cpu", dtype: str = "float32", prompt_len: int = 64,
-                  new_tokens: int = 32, repeats: int = 5, max_model_len: int = 512, say=print) -> dict:
+                  new_tokens: int = 32, repeats: int = 5, max_model_len: int = 512, say=print,
+                  quant: str | None = None) -> dict:
     import braze
     from braze.runtime.sampling import SamplingParams
 
@@ -68,7 +69,7 @@ def run_llm_bench(model: str, device: str = "cpu", dtype: str = "float32", promp
     bandwidth = measure_copy_bandwidth(device)
     say("compiling braze")
     start = time.perf_counter()
-    llm = braze.LLM(model, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=1)
+    llm = braze.LLM(model, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=1, quant=quant)
     compile_s = time.perf_counter() - start
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, llm.config.vocab_size - 100, (prompt_len,), generator=gen).tolist()

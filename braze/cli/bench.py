@@ -24,7 +24,7 @@ def run_bench(args) -> int:
         return 0
     console = Console(stderr=True)
     result = run_llm_bench(args.model, args.device, args.dtype, args.prompt_len, args.new_tokens, args.repeats,
-                           max_model_len=min(args.max_model_len, 1024),
+                           max_model_len=min(args.max_model_len, 1024), quant=getattr(args, "quant", None),
                            say=lambda s: console.print(f"[dim]{s}...[/dim]"))
     d, p = result["decode"], result["prefill"]
     table = Table(title=f"{args.model} on {args.device} ({args.dtype}, {result['threads']} threads; "

@@ -15,7 +15,7 @@ def run_generate(args) -> int:
                             top_p=args.top_p, seed=args.seed, stop=args.stop, ignore_eos=args.ignore_eos)
     with load_progress(sys.stderr.isatty()) as step:
         llm = LLM(args.model, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
-                  max_num_seqs=1, progress=step)
+                  max_num_seqs=1, progress=step, quant=getattr(args, "quant", None))
     decoder = IncrementalDecoder(llm.tokenizer)
     matcher = StopStringMatcher(params.stop_strings)
     ids: list[int] = []

@@ -1,0 +1,121 @@
+"""Perplexity of a model over a text, and how far a quantized model's predictions move.
+
+The text is tokenized once and scored in windows of `window` tokens, each window a fresh
+sequence of the compiled model (every position's logits returned); consecutive windows overlap by
+window - stride tokens and only the new tokens of each are scored, so every token after the first
+window sees at least window - stride tokens of context (the usual sliding-window perplexity).
+With a quantization method, the unquantized model runs on the same windows and the report adds
+the mean KL divergence KL(base || quantized) of the next-token distributions and how often both
+pick the same top-1 token.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from braze.errors import InvalidArgumentError
+from braze.ir.graph import Graph
+
+
+@dataclass
+class ScoringModel:
+    """A model compiled to return the logits of every token of a window."""
+
+    executable: object
+    cache_shapes: dict
+    weight_bytes: int
+    linear_bits: float  # bits per weight over the matmul weights
+
+
+def compile_for_scoring(loaded, weights, scheme, window: int, device: str, dtype: str, backend: str | None):
+    from braze.models.llama import MODEL_BUILDERS
+    from braze.passes.pipeline import lower
+    from braze.runtime.executable import DEFAULT_BACKEND, Executable
+
+    config = loaded.config
+    graph = MODEL_BUILDERS[config.architecture](config, weights, dtype, max_seqs=1, context=window,
+                                                max_tokens=window, device=device)
+    graph = Graph(graph.outputs, graph.weights, {**graph.symbols, "N": window}, graph.name)  # all logits
+    program = lower(graph, quant=scheme)
+    exe = Executable(program, backend=backend or DEFAULT_BACKEND[device], device=device)
+    caches = {b.name: b.shape for b in program.buffers if b.kind == "state"}
+    used = {v.buffer for k in program.kernels for v in k.operands}
+    weight_bytes = sum(program.weights[b.name].numel() * program.weights[b.name].element_size()
+                       for b in program.buffers if b.kind == "weight" and b.name in used)
+    bits, count = 0, 0
+    for k in program.kernels:
+        if k.kind != "matmul":
+            continue
+        n = k.output.shape[-1]
+        kdim = k.attr("k") or k.operands[k.attr("weight")].shape[1]
+        names = [k.operands[k.attr("weight")].buffer]
+        if k.attr("quant"):
+            names.append(k.operands[k.attr("scales")].buffer)
+            if k.attr("mins", -1) >= 0:
+                names.append(k.operands[k.attr("mins")].buffer)
+        bits += 8 * sum(program.weights[b].numel() * program.weights[b].element_size() for b in names)
+        count += n * kdim
+    return ScoringModel(exe, caches, weight_bytes, bits / max(count, 1))
+
+
+def _window_logits(model: ScoringModel, ids: list[int], device: str) -> torch.Tensor:
+    from braze.ir.interpret import TORCH_DTYPE
+    t = len(ids)
+    program = model.executable.program
+    feeds = {"tokens": torch.tensor(ids, dtype=torch.int64, device=device),
+             "positions": torch.arange(t, dtype=torch.int64, device=device),
+             "slots": torch.zeros(t, dtype=torch.int64, device=device),
+             "logits_index": torch.arange(t, dtype=torch.int64, device=device)}
+    for name, shape in model.cache_shapes.items():
+        feeds[name] = torch.zeros(shape, dtype=TORCH_DTYPE[program.buffer(name).dtype], device=device)
+    return model.executable.run(feeds)["logits"].float().clone()
+
+
+def perplexity(model: str, text: str, quant: str | None = None, device: str = "cpu", dtype: str = "float32",
+               window: int = 512, stride: int | None = None, backend: str | None = None,
+               calibration_text: str | None = None, max_tokens: int | None = None) -> dict:
+    """{"ppl", "tokens", ...}; with `quant` also base_ppl, kl, top1, bits_per_weight, weight_bytes."""
+    from braze.api import _load_quantized
+    from braze.quant.prepare import is_quantized_folder
+
+    stride = stride or window // 2
+    if not 0 < stride <= window:
+        raise InvalidArgumentError(f"stride {stride} must be in 1..window ({window})")
+    loaded, weights, scheme = _load_quantized(model, quant, calibration_text, lambda s: None)
+    ids = loaded.tokenizer.encode(text)[: max_tokens or None]
+    if len(ids) < 2:
+        raise InvalidArgumentError("the text has fewer than 2 tokens: nothing to score")
+    quantized = scheme is not None
+    scored = compile_for_scoring(loaded, weights, scheme, window, device, dtype, backend)
+    base = None
+    if quantized and not is_quantized_folder(model):
+        from braze.frontend import load_model
+        plain = load_model(model)
+        base = compile_for_scoring(plain, plain.weights, None, window, device, dtype, backend)
+    nll, base_nll, kl, agree, count = 0.0, 0.0, 0.0, 0, 0
+    start = 0
+    while True:
+        chunk = ids[start: start + window]
+        first = 1 if start == 0 else max(1, window - stride)  # the previous window scored the tokens before
+        targets = torch.tensor(chunk[first:], dtype=torch.int64)
+        if len(targets) == 0:
+            break
+        logp = torch.log_softmax(_window_logits(scored, chunk, device)[first - 1:-1].cpu(), dim=-1)
+        nll -= logp.gather(1, targets[:, None]).sum().item()
+        if base is not None:
+            base_logp = torch.log_softmax(_window_logits(base, chunk, device)[first - 1:-1].cpu(), dim=-1)
+            base_nll -= base_logp.gather(1, targets[:, None]).sum().item()
+            kl += (base_logp.exp() * (base_logp - logp)).sum().item()
+            agree += (base_logp.argmax(-1) == logp.argmax(-1)).sum().item()
+        count += len(targets)
+        if start + window >= len(ids):
+            break
+        start += stride
+    result = {"ppl": math.exp(nll / count), "tokens": count, "window": window, "stride": stride,
+              "method": scheme.method if scheme else "none", "bits_per_weight": round(scored.linear_bits, 3),
+              "weight_bytes": scored.weight_bytes}
+    if base is not None:
+        result.update(base_ppl=math.exp(base_nll / count), kl=kl / count, top1=agree / count)
+    return result
