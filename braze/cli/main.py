@@ -22,6 +22,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when a GPU is present")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--max-model-len", type=int, default=2048, help="KV cache context per sequence")
+    p.add_argument("--quant", default=None, help="quantize while compiling: int8, int4-rtn-g128, int4-awq-g128, "
+                                                 "fp8, gguf (a GGUF file's own blocks); see docs/quantization.md")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(serve)
     from braze.cli.serve import add_serve_args
     add_serve_args(serve)
+
+    from braze.cli.eval import add_eval_parser
+    from braze.cli.quantize import add_quantize_parser
+    add_quantize_parser(sub, _model_args)
+    add_eval_parser(sub, _model_args)
     return parser
 
 
@@ -99,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "bench_target", None) == "serve":
             from braze.cli.bench_serve import run_bench_serve
             return run_bench_serve(args)
+        if args.command == "quantize":
+            from braze.cli.quantize import run_quantize
+            return run_quantize(args)
+        if args.command == "eval":
+            from braze.cli.eval import run_eval
+            return run_eval(args)
         from braze.cli.bench import run_bench
         return run_bench(args)
     except BrazeError as error:
