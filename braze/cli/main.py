@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "against eager, torch.compile and max-autotune")
     add_selection_args(bench.add_argument_group("with --suite models (--merge also with kernels)"))
     add_kernel_suite_args(bench.add_argument_group("with --suite kernels"))
+
+    from braze.cli.explain import add_explain_args
+    from braze.cli.tune import add_tune_args
+    tune = sub.add_parser("tune", help="measure the most promising configs of every kernel into the tuning database")
+    _model_args(tune)
+    add_tune_args(tune)
+    explain = sub.add_parser("explain", help="per kernel: fused ops, chosen config and why, time vs roofline")
+    _model_args(explain)
+    add_explain_args(explain)
     bench_targets = bench.add_subparsers(dest="bench_target", required=False)
     from braze.cli.bench_serve import add_bench_serve_args
     add_bench_serve_args(bench_targets.add_parser(
@@ -100,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from braze.cli.run import run_expression
             return run_expression(args)
+        if args.command == "tune":
+            from braze.cli.tune import run_tune
+            return run_tune(args)
+        if args.command == "explain":
+            from braze.cli.explain import run_explain
+            return run_explain(args)
         if args.command == "serve":
             from braze.cli.serve import run_serve
             return run_serve(args)
