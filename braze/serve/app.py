@@ -30,11 +30,12 @@ from braze.serve.text import TextAssembler
 DISCONNECT_POLL_S = 1.0  # how often a non-streaming request checks that its client is still there
 
 
-def build_app(llm, model_name: str, api_key: str | None = None) -> FastAPI:
+def build_app(llm, model_name: str, api_key: str | None = None, engine=None) -> FastAPI:
+    """engine: the Engine to serve (default llm.engine); its thread is the only one to touch it."""
     metrics = ServerMetrics()
-    engine_loop = EngineLoop(llm.engine, metrics)
+    engine_loop = EngineLoop(engine or llm.engine, metrics)
     metrics.watch_engine(lambda: engine_loop.stats)
-    context = llm.max_model_len
+    context = (engine or llm.engine).context
     vocab = llm.config.vocab_size
 
     @asynccontextmanager

@@ -81,7 +81,7 @@ class EngineLoop:
             try:
                 message = self.inbox.get_nowait()
             except queue.Empty:
-                return
+                break
             if message[0] == "add":
                 _, stream, prompt_ids, params = message
                 try:
