@@ -16,11 +16,12 @@ from braze.debug import log
 from braze.errors import InvalidArgumentError, UnsupportedArchitectureError
 from braze.frontend import load_model
 from braze.models.config import SUPPORTED_ARCHITECTURES
-from braze.models.llama import MODEL_BUILDERS
+from braze.models.llama import MODEL_BUILDERS, PagedLayout
 from braze.passes.pipeline import lower
 from braze.tune.choose import tune_step
 from braze.runtime.engine import Engine
 from braze.runtime.executable import DEFAULT_BACKEND, Executable
+from braze.runtime.kv_blocks import PagedCacheManager
 from braze.runtime.sampling import SamplingParams
 
 DEVICES = ("cpu", "cuda")
@@ -94,13 +95,17 @@ class LLM:
     max_num_batched_tokens: tokens per prefill step (longer prompts are prefilled in chunks).
     quant: a quantization method (int8, int4-awq-g128, fp8, gguf, ...: braze/quant/methods.py) applied
     while compiling; calibration_text: AWQ's calibration text (default: a built-in one).
+    kv_block_size: a paged KV cache of blocks of this many tokens (default: one slot of max_model_len
+    per sequence), num_kv_blocks of them (default: enough for max_num_seqs full contexts), shared
+    prompt prefixes cached and reused unless prefix_caching=False (braze/runtime/kv_blocks.py).
     """
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "float32", *,
                  max_model_len: int | None = None, max_num_seqs: int = 4, max_num_batched_tokens: int = 256,
                  backend: str | None = None, enforce_eager: bool = False, dump_dir: str | None = None,
                  progress: Callable[[str], None] | None = None, quant: str | None = None,
-                 calibration_text: str | None = None):
+                 calibration_text: str | None = None, kv_block_size: int | None = None,
+                 num_kv_blocks: int | None = None, prefix_caching: bool = True):
         device = device or default_device()
         _check_choice("device", device, DEVICES)
         _check_choice("dtype", dtype, DTYPES)
@@ -121,9 +126,15 @@ class LLM:
         step_tokens = min(max_num_batched_tokens, self.max_model_len)
         report("building the graph")
         slots = max_num_seqs + (1 if cuda_graphs else 0)  # a spare slot absorbs CUDA-graph padding rows
+        paged, cache_manager = None, None
+        if kv_block_size is not None:  # a spare block absorbs the padding rows' writes
+            blocks = num_kv_blocks or max_num_seqs * -(-self.max_model_len // max(kv_block_size, 1))
+            paged = PagedLayout(blocks + (1 if cuda_graphs else 0), kv_block_size)
+            cache_manager = PagedCacheManager(paged.num_blocks, kv_block_size, max_num_seqs, self.max_model_len,
+                                              prefix_caching, spare_row=max_num_seqs if cuda_graphs else None)
         graph = MODEL_BUILDERS[config.architecture](config, weights, dtype, max_seqs=slots,
                                                     context=self.max_model_len,
-                                                    max_tokens=max(step_tokens, slots), device=device)
+                                                    max_tokens=max(step_tokens, slots), device=device, paged=paged)
         del loaded, weights
         report("running compiler passes")
         self.program = lower(graph, dump_dir=dump_dir, quant=scheme)
@@ -133,7 +144,8 @@ class LLM:
         report(f"compiling kernels ({backend})")
         self.executable = Executable(self.program, backend=backend, device=device)
         self.engine = Engine(self.executable, max_num_seqs, self.max_model_len, max(step_tokens, max_num_seqs),
-                             self.tokenizer.eos_token_ids, self.tokenizer.decode, cuda_graphs=cuda_graphs)
+                             self.tokenizer.eos_token_ids, self.tokenizer.decode, cuda_graphs=cuda_graphs,
+                             cache_manager=cache_manager)
         if cuda_graphs:
             report("capturing CUDA graphs")
             self.engine.graphs.capture_all()

@@ -59,6 +59,15 @@ class Engine:
         self.decode = decode
         self.caches = {b.name: torch.zeros(b.shape, dtype=TORCH_DTYPE[b.dtype], device=self.device)
                        for b in executable.program.buffers if b.kind == "state"}
+        # a paged program reads each sequence's blocks through the cache manager's block table, kept
+        # on the device as a persistent input (CUDA graphs capture it) and refreshed when it changes
+        self.block_table, self._table_version = None, -1
+        if any(b.name == "block_table" for b in executable.program.buffers):
+            if cache_manager is None or not hasattr(cache_manager, "table"):
+                raise InvalidArgumentError("this program reads a paged KV cache: give the Engine a "
+                                           "braze.runtime.kv_blocks.PagedCacheManager")
+            self.block_table = cache_manager.table.to(self.device)
+            self.caches["block_table"] = self.block_table
         self.graphs = None
         if cuda_graphs:  # the cache's last slot takes the padding rows of partial batches
             from braze.runtime.cuda_graphs import DecodeGraphs
@@ -78,9 +87,10 @@ class Engine:
             raise PromptTooLongError(
                 f"the prompt has {len(prompt)} tokens but the context window holds {self.context}; "
                 f"shorten the prompt or raise max_model_len")
-        if len(prompt) > self.cache.total:
+        capacity = getattr(self.cache, "token_capacity", self.cache.total)  # a paged cache counts blocks
+        if len(prompt) > capacity:
             raise PromptTooLongError(f"the prompt has {len(prompt)} tokens but the whole KV cache holds "
-                                     f"{self.cache.total}; shorten the prompt or give the cache more room")
+                                     f"{capacity}; shorten the prompt or give the cache more room")
 
     # -- the continuous API -------------------------------------------------------------------
 
@@ -152,6 +162,7 @@ class Engine:
                 index.append(len(tokens) - 1)
         if self.graphs is not None and decode_only:
             steps = self._greedy_chunk(sampled)
+            self._sync_block_table()  # after the chunk's reservations
             if steps > 1:
                 chunks = self.graphs.run_greedy(tokens, positions, slots, steps)
                 for seq in sampled:
@@ -175,7 +186,13 @@ class Engine:
             return 1  # (what was reserved stays reserved: the sequences grow into it)
         return steps
 
+    def _sync_block_table(self) -> None:
+        if self.block_table is not None and self._table_version != self.cache.version:
+            self.block_table.copy_(self.cache.table)
+            self._table_version = self.cache.version
+
     def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
+        self._sync_block_table()
         step = torch.tensor([tokens, positions, slots], dtype=torch.int64).to(self.device)
         feeds = {"tokens": step[0], "positions": step[1], "slots": step[2],
                  "logits_index": torch.tensor(logits_index, dtype=torch.int64).to(self.device), **self.caches}

@@ -107,6 +107,16 @@ class BlockManager:
             found.append(block)
         return found
 
+    def admit(self, seq: Hashable, tokens: Sequence[int]) -> int | None:
+        """Start a sequence if the cache can hold all of `tokens` (its cached prefix taken, blocks
+        for the rest available, counting the cached blocks taken as no longer evictable). Returns
+        the cached tokens, or None with nothing changed."""
+        hit = self._cached_blocks(tokens)
+        revived = sum(1 for b in hit if self.ref_counts[b] == 0)  # leave the evictable pool when taken
+        if self.blocks_for(len(tokens)) - len(hit) > self.num_available - revived:
+            return None
+        return self.start(seq, tokens)
+
     def start(self, seq: Hashable, tokens: Sequence[int]) -> int:
         """Begin a sequence: take the cached blocks its tokens start with. Returns the number of
         tokens they hold (the sequence's prefill starts there)."""
@@ -188,3 +198,101 @@ class BlockManager:
                     self.evictable[block] = None
                 else:
                     self.free_list.append(block)
+
+
+class PagedCacheManager:
+    """The scheduler's CacheManager (braze/runtime/scheduler.py) over a BlockManager, with prefix
+    caching, and the block table the paged graph reads (`table`: [rows, blocks per sequence]
+    int32, row seq.slot per running sequence; `version` changes whenever it does).
+
+    `spare_row`: a table row whose every entry is a block of its own, never handed out: CUDA-graph
+    padding rows (slot = spare_row) write there. `used`/`total` count blocks.
+
+    A waiting sequence is admitted with its cached prefix already in place (seq.cached set to its
+    length), so its prefill starts after it. Blocks become shareable once the step that wrote them
+    has run: the manager names them the next time it admits a sequence or releases one."""
+
+    def __init__(self, num_blocks: int, block_size: int, num_rows: int, context: int,
+                 prefix_caching: bool = True, spare_row: int | None = None):
+        import torch
+        spare_blocks = 1 if spare_row is not None else 0
+        self.blocks = BlockManager(num_blocks - spare_blocks, block_size, prefix_caching)
+        self.context, self.block_size = context, block_size
+        rows = num_rows + (1 if spare_row is not None and spare_row >= num_rows else 0)
+        self.table = torch.zeros((rows, self.blocks.blocks_for(context)), dtype=torch.int32)
+        if spare_row is not None:
+            self.table[spare_row] = num_blocks - 1  # the block past the manager's pool
+        self.free_rows = [r for r in range(num_rows) if r != spare_row]
+        self.version = 0
+        self.live: set = set()  # sequences holding blocks
+
+    @property
+    def used(self) -> int:
+        return self.blocks.usage().used
+
+    @property
+    def total(self) -> int:
+        return self.blocks.num_blocks
+
+    @property
+    def token_capacity(self) -> int:
+        return self.blocks.num_blocks * self.block_size
+
+    def _name_computed_blocks(self, seqs) -> None:
+        for seq in seqs:
+            state = self.blocks.sequences.get(seq)
+            if state is not None and min(seq.cached, state.tokens) // self.block_size > len(state.hashes):
+                self.blocks.computed(seq, seq.tokens[: seq.cached])
+
+    def can_admit(self, seq) -> bool:
+        """Room for all the sequence's tokens, after its cached prefix; when there is, the
+        sequence is started with that prefix (seq.cached = its length)."""
+        if seq.slot >= 0:
+            return True
+        if not self.free_rows:
+            return False
+        self._name_computed_blocks(self.live)
+        tokens = seq.tokens
+        hit = self.blocks.admit(seq, tokens)
+        if hit is None:
+            return False
+        seq.cached = hit
+        self._take_row(seq)
+        return True
+
+    def _take_row(self, seq) -> None:
+        seq.slot = self.free_rows.pop(0)
+        self.live.add(seq)
+        self._write_row(seq)
+
+    def _write_row(self, seq) -> None:
+        ids = self.blocks.block_table(seq)
+        if ids:
+            import torch
+            self.table[seq.slot, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+        self.version += 1
+
+    def reserve(self, seq, new_tokens: int) -> bool:
+        want = seq.cached + new_tokens
+        if want > self.context:
+            raise InvalidArgumentError(f"a sequence asked for {want} cache rows, more than the context {self.context}")
+        if seq.slot < 0 and not self.free_rows:
+            return False
+        grow = max(0, want - self.blocks.reserved_tokens(seq))
+        if not self.blocks.allocate(seq, grow):
+            return False
+        if seq.slot < 0:
+            self._take_row(seq)
+        elif grow:
+            self._write_row(seq)
+        return True
+
+    def release(self, seq) -> None:
+        if seq.slot < 0:
+            return
+        self._name_computed_blocks([seq])
+        self.blocks.free(seq)
+        self.live.discard(seq)
+        self.free_rows.append(seq.slot)
+        self.free_rows.sort()
+        seq.slot = -1

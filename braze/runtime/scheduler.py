@@ -193,7 +193,8 @@ class Scheduler:
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
             alone = not self.running  # then it may start even if all of it will not fit
-            if seq in preempted or not (alone or self.cache.can_admit(seq)):
+            # can_admit first, even alone: a paged cache takes the sequence's cached prefix there
+            if seq in preempted or not (self.cache.can_admit(seq) or alone):
                 break  # FCFS: nobody overtakes the oldest waiting request
             count = min(seq.uncached, budget)
             if not self.cache.reserve(seq, count):
