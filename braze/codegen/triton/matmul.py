@@ -103,7 +103,10 @@ def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_
 def default_matmul_config(g: "_Gen", m_bucket: int, n: int, k: int) -> MatmulConfig:
     """Today's heuristic for one M bucket: matmul_config, with cuBLAS past the GEMV buckets."""
     config = matmul_config(m_bucket, n, k, g.wdtype)
-    if m_bucket not in (1, GEMV_MAX_M) and USE_LIBRARY_GEMM and library_eligible(g):
+    # quantized weights: the library only past 64 rows (below, dequantizing the whole weight per call
+    # costs more than the fused GEMM's reads)
+    if m_bucket not in (1, GEMV_MAX_M) and USE_LIBRARY_GEMM and library_eligible(g) \
+            and (m_bucket == 0 or not g.k.attr("quant")):
         config = replace(config, variant="library")
     return config
 

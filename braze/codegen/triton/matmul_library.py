@@ -32,8 +32,8 @@ def library_eligible(g) -> bool:
     """cuBLAS takes [M, K] x [K, N] with unit inner strides; the epilogue must not need reductions."""
     b = g.bview
     uses_rowred = any(x.op == "rowred" for x in g.epilogue.walk())
-    if g.k.attr("quant"):  # packed weights: the fused dequantizing GEMM (matmul_quant.py)
-        return False
+    if g.k.attr("quant"):  # packed weights: dequantized into a workspace, or fp8 _scaled_mm (matmul_quant.py)
+        return g.wdtype in LIBRARY_DTYPES and len(g.rows_shape) == 1 and not uses_rowred
     return g.wdtype in LIBRARY_DTYPES and b.strides[1] == 1 and len(g.rows_shape) == 1 and not uses_rowred
 
 
@@ -109,6 +109,9 @@ def epilogue_source(g) -> str:
 
 def library_sources(g) -> str:
     parts = []
+    if g.k.attr("quant"):
+        from braze.codegen.triton.matmul_quant import FP8_HELPER, dequant_source
+        parts.append(FP8_HELPER if g.format == "fp8" else dequant_source(g))
     if _plain_a(g) is None:
         parts.append(prologue_source(g))
     if not _direct_out(g) and _addmm_term(g) is None:
@@ -152,4 +155,7 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
                   f"{indent}KERNEL_epilogue[(triton.cdiv(M, {EPILOGUE_BLOCK_M}), triton.cdiv(N, {EPILOGUE_BLOCK_N}))]"
                   f"({', '.join(operands)}, c, {out}, M, N, K, BLOCK_M={EPILOGUE_BLOCK_M}, "
                   f"BLOCK_N={EPILOGUE_BLOCK_N}, num_warps=4)"]
+    if k.attr("quant"):  # the weight is packed: matmul_quant.py replaces `w`
+        from braze.codegen.triton.matmul_quant import quant_library_launch
+        return quant_library_launch(g, lines, operands, out, indent)
     return lines

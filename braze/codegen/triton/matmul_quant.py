@@ -53,29 +53,33 @@ class QuantGen(_Gen):
                 lines.append(f"    {name} = in{i}{off} + tl.minimum(cols, N - 1).to(tl.int64)[:, None] * {v.strides[0]}")
         return "\n".join(lines)
 
-    def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
+    def dequant_lines(self, masked: bool, indent: str) -> list[str]:
+        """Lines computing b [BLOCK_N, BLOCK_K] (float32) for the columns kk of the rows at bp/sp/mp."""
         g = self.group
-        if masked:
-            lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)"]
-        else:
-            lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}"]
         kmask = ", mask=kmask, other=0.0" if masked else ""
         if self.format == "int4":
             half = "(k0 // 2 + tl.arange(0, BLOCK_K // 2))[None, :]"
             hmask = f", mask={half} < K // 2, other=0" if masked else ""
-            lines += [f"{indent}qb = tl.load(bp + {half}{hmask})",
-                      f"{indent}q = tl.reshape(tl.join((qb & 15).to(tl.float32), (qb >> 4).to(tl.float32)), "
-                      "(BLOCK_N, BLOCK_K))"]
+            lines = [f"{indent}qb = tl.load(bp + {half}{hmask})",
+                     f"{indent}q = tl.reshape(tl.join((qb & 15).to(tl.float32), (qb >> 4).to(tl.float32)), "
+                     "(BLOCK_N, BLOCK_K))"]
         else:
-            lines += [f"{indent}q = tl.load(bp + kk{kmask}).to(tl.float32)"]
-        lines.append(f"{indent}s = tl.load(sp + kk // {g}{', mask=kmask, other=0.0' if masked else ''}).to(tl.float32)")
+            lines = [f"{indent}q = tl.load(bp + kk{kmask}).to(tl.float32)"]
+        lines.append(f"{indent}s = tl.load(sp + kk // {g}{kmask}).to(tl.float32)")
         if self.format == "int4" and self.mins >= 0:
             lines += [f"{indent}m = tl.load(mp + kk // {g}{kmask}).to(tl.float32)", f"{indent}b = q * s + m"]
         elif self.format == "int4":
             lines.append(f"{indent}b = (q - 8.0) * s")
         else:
             lines.append(f"{indent}b = q * s")
-        return lines + [f"{indent}{u}" for u in update.split("\n")]
+        return lines
+
+    def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
+        if masked:
+            lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)"]
+        else:
+            lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}"]
+        return lines + self.dequant_lines(masked, indent) + [f"{indent}{u}" for u in update.split("\n")]
 
     def dot(self) -> str:
         if self.wdtype == "float32":
@@ -83,3 +87,73 @@ class QuantGen(_Gen):
         t = TRITON_DTYPE[self.wdtype]
         return f"tl.dot(a.to({t}), tl.trans(b.to({t})))"
 
+
+
+# -- prefill through a library matmul (matmul_library.py's variant "library") ---------------------
+
+DEQUANT_BLOCK_N, DEQUANT_BLOCK_K = 64, 64
+
+FP8_HELPER = '''def _braze_fp8_mm(a, w8, scale_w, out, add=None):
+    """out = (a @ dequant(w8)^T) (+ add) on fp8 tensor cores: a quantized per token to e4m3,
+    torch._scaled_mm with row-wise scales. Off the GPU (Triton's interpreter): dequantized in float32."""
+    if a.device.type != "cuda":
+        y = a.float() @ (w8.float() * scale_w.float().view(-1, 1)).t()
+    else:
+        s_a = (a.abs().amax(1, keepdim=True).float() / 448.0).clamp(min=1e-12)
+        a8 = (a.float() / s_a).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+        y = torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_w.float().reshape(1, -1),
+                             out_dtype=torch.bfloat16 if out.dtype == torch.float32 else out.dtype)
+    if add is not None:
+        y = y.float() + add.float()
+    out.copy_(y)
+'''
+
+
+def dequant_source(g: QuantGen) -> str:
+    """KERNEL_dequant: the whole [N, K] weight into a row-major workspace in the activations' dtype
+    (int8 / int4 prefill: dequantize once per call, then cuBLAS)."""
+    head = [f"@triton.jit(do_not_specialize=['M'])",
+            f"def KERNEL_dequant({', '.join(g.args)}, wout, {g.sizes()}, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):",
+            "    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)",
+            g.b_pointer(),
+            "    k0 = tl.program_id(1) * BLOCK_K",
+            "    kk = k0 + tl.arange(0, BLOCK_K)[None, :]",
+            "    kmask = kk < K"]
+    body = g.dequant_lines(True, "    ")
+    body.append(f"    tl.store(wout + cols.to(tl.int64)[:, None] * K + kk, b.to({TRITON_DTYPE[g.wdtype]}), "
+                "mask=(cols[:, None] < N) & kmask)")
+    return "\n".join(head + body) + "\n"
+
+
+def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out: str, indent: str) -> list[str]:
+    """matmul_library's launch lines with the float weight `w` replaced: int8/int4 dequantized into a
+    workspace by KERNEL_dequant; fp8 through _braze_fp8_mm (torch._scaled_mm)."""
+    import re
+
+    ctx, k = g.ctx, g.k
+    w_line = next((i for i, line in enumerate(lines) if line.strip().startswith("w = ")), None)
+    if w_line is None:
+        raise CompilationError(f"kernel {k.name}: the library launch has no weight line to replace")
+    if g.format != "fp8":
+        lines[w_line: w_line + 1] = [
+            f"{indent}w = _braze_library_workspace({out}.device, torch.{g.wdtype}, N * K, 2)[: N * K].view(N, K)",
+            f"{indent}KERNEL_dequant[(triton.cdiv(N, {DEQUANT_BLOCK_N}), triton.cdiv(K, {DEQUANT_BLOCK_K}))]"
+            f"({', '.join(operands)}, w, M, N, K, BLOCK_N={DEQUANT_BLOCK_N}, BLOCK_K={DEQUANT_BLOCK_K}, num_warps=4)"]
+        return lines
+    wv, sv = k.operands[g.w], k.operands[g.scales]
+    w8, sc = ctx.buf(wv.buffer), ctx.buf(sv.buffer)
+    lines[w_line: w_line + 1] = [
+        f"{indent}w8 = {w8}.as_strided((N, K), ({wv.strides[0]}, 1), {w8}.storage_offset() + {wv.offset})",
+        f"{indent}w_scales = {sc}.as_strided((N,), ({sv.strides[0]},), {sc}.storage_offset() + {sv.offset})"]
+    out_lines = []
+    for line in lines:
+        mm = re.match(r"^(\s*)torch\.mm\(a, w\.t\(\), out=(.*)\)$", line)
+        addmm = re.match(r"^(\s*)torch\.addmm\((.*), a, w\.t\(\), out=(.*)\)$", line)
+        if mm:
+            line = f"{mm.group(1)}_braze_fp8_mm(a, w8, w_scales, {mm.group(2)})"
+        elif addmm:
+            line = f"{addmm.group(1)}_braze_fp8_mm(a, w8, w_scales, {addmm.group(3)}, add={addmm.group(2)})"
+        elif "w.t()" in line:
+            raise CompilationError(f"kernel {k.name}: cannot route this library call through fp8: {line.strip()}")
+        out_lines.append(line)
+    return out_lines
