@@ -4,6 +4,7 @@ prompt hits the prefix cache, so fewer prompt tokens are computed and the output
 from __future__ import annotations
 
 import pytest
+import torch
 
 import braze
 from braze.errors import InvalidArgumentError
@@ -82,3 +83,17 @@ def test_shared_system_prompt_hits_the_prefix_cache(checkpoint):
 def test_bad_block_size_is_a_clear_error(checkpoint):
     with pytest.raises(InvalidArgumentError, match="at least one block of at least one row"):
         braze.LLM(checkpoint, **SETTINGS, kv_block_size=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_paged_engine_with_cuda_graphs(checkpoint):
+    """Triton paged kernels, decode replayed from CUDA graphs (padding rows write the spare block):
+    the same greedy tokens as launching each step eagerly, and as the slot cache."""
+    settings = dict(SETTINGS, device="cuda")
+    graphed = braze.LLM(checkpoint, **settings, kv_block_size=16)
+    eager = braze.LLM(checkpoint, **settings, kv_block_size=16, enforce_eager=True)
+    slot = braze.LLM(checkpoint, **settings)
+    outputs = [[o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)]
+               for llm in (graphed, eager, slot)]
+    assert outputs[0] == outputs[1] == outputs[2]
