@@ -1,0 +1,57 @@
+"""`braze tune` records as it measures, resumes where a budget stopped it, and a second identical
+run measures nothing; `braze explain` shows each kernel's fused ops and where its config came from;
+LLM(...) then compiles with the tuned configs."""
+from __future__ import annotations
+
+import json
+import os
+
+import braze
+from braze.cli.main import main
+from braze.tune.db import TuningDB
+
+TUNE = ["tune", "--device", "cpu", "--fraction", "0.05", "--json"]
+
+
+def run_json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_tune_resumes_and_a_second_run_measures_nothing(cache_dir, tiny_checkpoints, capsys):
+    model = str(tiny_checkpoints["llama"])
+    first = run_json(capsys, TUNE + ["--model", model, "--budget", "3"])
+    assert first["measured"] == 3 and first["stopped_by_budget"] and first["kernels"] >= 8
+    rest = run_json(capsys, TUNE + ["--model", model])
+    assert rest["measured"] > 0 and not rest["stopped_by_budget"]
+    again = run_json(capsys, TUNE + ["--model", model])
+    assert again["measured"] == 0 and again["kernels"] == first["kernels"]
+    db = TuningDB()
+    assert db.count() == first["measured"] + rest["measured"]  # nothing measured was lost or repeated
+    assert db.count("ok") == db.count()
+    db.close()
+
+    # explain: fused ops of every kernel (RMSNorm's reduction and rsqrt fused into the QKV matmul)
+    assert main(["explain", "--model", model, "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    qkv = next(k for k in report["kernels"] if "rsqrt" in k["fused_ops"])
+    assert {"sum", "rsqrt", "linear"} <= set(qkv["fused_ops"])
+    assert all(k["source"] == "db" and k["measured_us"] for k in report["kernels"])
+    assert all(k["bytes"] > 0 and k["flops"] > 0 for k in report["kernels"])
+    assert main(["explain", "--model", model, "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "rsqrt" in table and "(db)" in table
+
+    # LLM(...) compiles with the tuned configs, and its tokens do not change
+    llm = braze.LLM(model, device="cpu", max_model_len=64)
+    sources = {s for k in llm.program.kernels if k.attr("knobs") for _, _, s in k.attr("knobs").entries}
+    assert sources == {"db"}
+    params = braze.SamplingParams(max_tokens=6, temperature=0)
+    tuned = llm.generate(prompt_token_ids=[[5, 6, 7]], sampling_params=params)[0].token_ids
+    os.environ["BRAZE_TUNE"] = "0"
+    try:
+        plain = braze.LLM(model, device="cpu", max_model_len=64)
+    finally:
+        del os.environ["BRAZE_TUNE"]
+    assert not any(k.attr("knobs") for k in plain.program.kernels)
+    assert plain.generate(prompt_token_ids=[[5, 6, 7]], sampling_params=params)[0].token_ids == tuned
