@@ -135,8 +135,8 @@ def _linear(shapes, attrs):
 
 def _quantized_linear(shapes, attrs):
     """x [..., K] by a quantized weight [N, K] (braze/quant/formats.py defines the formats):
-    packed [N, K] (int8, fp8) or [N, K/2] (int4, two per byte), scales [N, K/group], optional
-    mins [N, K/group]."""
+    packed [N, K] (int8, fp8) or [N, K/2] (int4, two per byte), scales [N, ceil(K/group)],
+    optional mins of the scales' shape."""
     from braze.quant.formats import check_quantized_shapes
     x, packed, scales, *mins = shapes
     try:

@@ -44,11 +44,15 @@ def compile_for_scoring(loaded, weights, scheme, window: int, device: str, dtype
     used = {v.buffer for k in program.kernels for v in k.operands}
     weight_bytes = sum(program.weights[b.name].numel() * program.weights[b.name].element_size()
                        for b in program.buffers if b.kind == "weight" and b.name in used)
+    return ScoringModel(exe, caches, weight_bytes, matmul_bits_per_weight(program))
+
+
+def matmul_bits_per_weight(program) -> float:
+    """Bits per weight over every matmul's weight (packed values, scales and mins counted)."""
     bits, count = 0, 0
     for k in program.kernels:
         if k.kind != "matmul":
             continue
-        n = k.output.shape[-1]
         kdim = k.attr("k") or k.operands[k.attr("weight")].shape[1]
         names = [k.operands[k.attr("weight")].buffer]
         if k.attr("quant"):
@@ -56,8 +60,8 @@ def compile_for_scoring(loaded, weights, scheme, window: int, device: str, dtype
             if k.attr("mins", -1) >= 0:
                 names.append(k.operands[k.attr("mins")].buffer)
         bits += 8 * sum(program.weights[b].numel() * program.weights[b].element_size() for b in names)
-        count += n * kdim
-    return ScoringModel(exe, caches, weight_bytes, bits / max(count, 1))
+        count += k.output.shape[-1] * kdim
+    return bits / max(count, 1)
 
 
 def _window_logits(model: ScoringModel, ids: list[int], device: str) -> torch.Tensor:

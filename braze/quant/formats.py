@@ -1,9 +1,11 @@
 """Quantized weight formats: how a [N, K] weight is stored, packed, and what it means.
 
 A quantized weight is three tensors, rows = output channels, every row quantized on its own (so
-weights concatenated along N, like Q/K/V, stay valid blocks):
+weights concatenated along N, like Q/K/V, stay valid blocks). Weight k of a row belongs to group
+k // group; when group does not divide K the last group is shorter (SmolLM2's K = 576 with groups
+of 128: four of 128 and one of 64), so G = ceil(K / group) groups per row:
 
-  format  packed                         scales [N, K/group]   mins [N, K/group] (optional)
+  format  packed                         scales [N, G]         mins [N, G] (optional)
   int8    int8 [N, K]                    w = q * s
   int4    uint8 [N, K/2], two per byte:  w = (q - 8) * s       w = q * s + m    (q in 0..15)
           byte j = element 2j (low nibble) | element 2j+1 (high nibble)
@@ -33,18 +35,30 @@ def check_quantized_shapes(fmt: str, group: int, k, packed, scales, mins) -> Non
         raise ValueError(f"unknown quantized format {fmt!r}; one of {', '.join(FORMATS)}")
     if not isinstance(k, int) or len(packed) != 2:
         raise ValueError(f"quantized weights need a static K and a 2-d packed weight, got K={k}, packed {list(packed)}")
-    if not isinstance(group, int) or group <= 0 or k % group:
-        raise ValueError(f"group {group} does not divide K={k}")
+    if not isinstance(group, int) or group <= 0:
+        raise ValueError(f"group {group} is not a positive number of weights")
     n = packed[0]
     want_k = k // 2 if fmt == "int4" else k
-    if fmt == "int4" and group % 2:
-        raise ValueError(f"int4 groups hold whole bytes: group {group} is odd")
+    if fmt == "int4" and (group % 2 or k % 2):
+        raise ValueError(f"int4 packs two weights per byte: group {group} and K={k} must be even")
     if packed[1] != want_k:
         raise ValueError(f"{fmt} packed weight {list(packed)} does not hold K={k} (expected [{n}, {want_k}])")
-    if tuple(scales) != (n, k // group):
-        raise ValueError(f"scales {list(scales)} do not match [{n}, {k // group}] (N, K/group)")
+    if tuple(scales) != (n, groups(k, group)):
+        raise ValueError(f"scales {list(scales)} do not match [{n}, {groups(k, group)}] (N, ceil(K/group))")
     if mins is not None and (fmt != "int4" or tuple(mins) != tuple(scales)):
         raise ValueError(f"mins {list(mins)} need format int4 and the scales' shape {list(scales)}")
+
+
+def groups(k: int, group: int) -> int:
+    return -(-k // group)
+
+
+def _padded_groups(w: torch.Tensor, group: int) -> torch.Tensor:
+    """[N, K] -> [N, G, group] float32, the last group padded with zeros (which no quantizer below
+    needs to represent exactly: their ranges always include 0)."""
+    n, k = w.shape
+    pad = groups(k, group) * group - k
+    return torch.nn.functional.pad(w.float(), (0, pad)).reshape(n, -1, group)
 
 
 @dataclass(frozen=True)
@@ -95,22 +109,23 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack((packed & 15, packed >> 4), dim=-1).reshape(packed.shape[0], -1)
 
 
-def _per_group(x: torch.Tensor, group: int) -> torch.Tensor:
-    """[N, K/group] group values -> [N, K] (each repeated over its group)."""
-    return x.float().repeat_interleave(group, dim=1)
+def _per_group(x: torch.Tensor, group: int, k: int) -> torch.Tensor:
+    """[N, G] group values -> [N, K] (each repeated over its group)."""
+    return x.float().repeat_interleave(group, dim=1)[:, :k]
 
 
 def dequantize(fmt: str, group: int, packed: torch.Tensor, scales: torch.Tensor,
                mins: torch.Tensor | None = None) -> torch.Tensor:
     """The float32 [N, K] weight a quantized one stands for (the formats' definition)."""
-    s = _per_group(scales, group)
+    k = packed.shape[1] * (2 if fmt == "int4" else 1)
+    s = _per_group(scales, group, k)
     if fmt == "int8":
         return packed.float() * s
     if fmt == "fp8":
         return packed.float() * s
     if fmt == "int4":
         q = unpack_int4(packed).float()
-        return q * s + _per_group(mins, group) if mins is not None else (q - 8.0) * s
+        return q * s + _per_group(mins, group, k) if mins is not None else (q - 8.0) * s
     raise ValueError(f"unknown quantized format {fmt!r}")
 
 
@@ -126,9 +141,9 @@ def quantize_int8(w: torch.Tensor, group: int | None = None) -> QuantizedTensor:
     """Symmetric int8, one scale per row (group None) or per `group` columns; q in -127..127."""
     n, k = w.shape
     group = group or k
-    g = w.float().reshape(n, k // group, group)
+    g = _padded_groups(w, group)
     scale = (g.abs().amax(-1) / 127.0).clamp(min=1e-10)
-    q = torch.round(g / scale[..., None]).clamp(-127, 127).to(torch.int8).reshape(n, k)
+    q = torch.round(g / scale[..., None]).clamp(-127, 127).to(torch.int8).reshape(n, -1)[:, :k].contiguous()
     return QuantizedTensor("int8", group, q, scale.float())
 
 
@@ -136,7 +151,7 @@ def quantize_int4(w: torch.Tensor, group: int, zero_point: bool = True) -> Quant
     """Group-wise int4 by round-to-nearest. zero_point: (q - z) * s over each group's [min, max]
     (AWQ's form, stored as mins m = -z * s); else symmetric (q - 8) * s with s = max|w| / 7."""
     n, k = w.shape
-    g = w.float().reshape(n, k // group, group)
+    g = _padded_groups(w, group)
     if zero_point:
         lo, hi = g.amin(-1).clamp(max=0.0), g.amax(-1).clamp(min=0.0)
         scale = ((hi - lo) / 15.0).clamp(min=1e-10).half().float()  # stored as fp16: quantize against it
@@ -147,7 +162,7 @@ def quantize_int4(w: torch.Tensor, group: int, zero_point: bool = True) -> Quant
         scale = (g.abs().amax(-1) / 7.0).clamp(min=1e-10).half().float()
         q = (torch.round(g / scale[..., None]).clamp(-8, 7) + 8)
         mins = None
-    return QuantizedTensor("int4", group, pack_int4(q.reshape(n, k)), scale.half(), mins)
+    return QuantizedTensor("int4", group, pack_int4(q.reshape(n, -1)[:, :k]), scale.half(), mins)
 
 
 def quantize_fp8(w: torch.Tensor) -> QuantizedTensor:

@@ -34,13 +34,13 @@ class QuantScheme:
     prequantized: dict = field(default_factory=dict, compare=False, repr=False)
 
     def quantize(self, weight: torch.Tensor) -> QuantizedTensor | None:
-        """Quantize one float [N, K] weight, or None when its K does not fit the groups."""
+        """Quantize one float [N, K] weight, or None when it does not fit the format (int4: odd K)."""
         k = weight.shape[1]
         if self.format == "int8":
             return quantize_int8(weight)
         if self.format == "fp8":
             return quantize_fp8(weight)
-        if self.format == "int4" and k % self.group == 0:
+        if self.format == "int4" and k % 2 == 0:
             return quantize_int4(weight, self.group, self.zero_point)
         return None
 

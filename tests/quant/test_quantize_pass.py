@@ -58,7 +58,14 @@ def test_quantized_linear_text_round_trip():
     assert str(parse_graph(text, after.weights, {"T": 4})) == text
 
 
-def test_linear_that_does_not_fit_the_groups_stays_float():
+def test_short_last_group_and_odd_k():
     weights = {"q.weight": torch.randn(8, 48), "k.weight": torch.randn(4, 48)}
     graph = parse_graph(BEFORE.replace("64]", "48]"), weights, {"T": 4})
-    assert "quantized_linear" not in str(quantize_linears(graph, parse_method("int4-rtn-g32")))
+    after = quantize_linears(graph, parse_method("int4-rtn-g32"))  # 48 = 32 + 16: two groups per row
+    assert "f16[12, 2]" in str(after)
+    x = torch.randn(2, 48)
+    want = x @ torch.cat([quantize_int4(weights[n], 32).dequantize() for n in ("q.weight", "k.weight")]).T
+    torch.testing.assert_close(interpret(after, {"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+    odd = {"q.weight": torch.randn(8, 47), "k.weight": torch.randn(4, 47)}
+    graph = parse_graph(BEFORE.replace("64]", "47]"), odd, {"T": 4})
+    assert "quantized_linear" not in str(quantize_linears(graph, parse_method("int4-rtn-g32")))  # int4 pairs

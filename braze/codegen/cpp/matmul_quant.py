@@ -38,27 +38,29 @@ static float* bz_scratch_b(size_t n) {
   if (n > cap) { std::free(p); p = (float*)std::aligned_alloc(64, (n * 4 + 63) / 64 * 64); cap = n; }
   return p;
 }
-// w[0, K) = q * s (int8, fp8): one scale per G weights
+// w[0, K) = q * s (int8, fp8): one scale per G weights (the last group may be shorter)
 template <typename Q, typename S>
 static inline void bz_dequant_scaled(const Q* q, const S* s, int64_t K, int64_t G, float* w) {
-  for (int64_t g = 0; g < K / G; ++g) {
+  for (int64_t g = 0; g * G < K; ++g) {
     const float sc = to_f(s[g]);
     const Q* qg = q + g * G;
     float* wg = w + g * G;
+    const int64_t len = std::min<int64_t>(G, K - g * G);
     #pragma omp simd
-    for (int64_t i = 0; i < G; ++i) wg[i] = to_f(qg[i]) * sc;
+    for (int64_t i = 0; i < len; ++i) wg[i] = to_f(qg[i]) * sc;
   }
 }
 // int4: byte i of a row holds weights 2i (low nibble) and 2i+1; w = q * s + m, or (q - 8) * s
 template <typename S>
 static inline void bz_dequant_int4(const uint8_t* p, const S* s, const S* m, int64_t K, int64_t G, float* w) {
-  for (int64_t g = 0; g < K / G; ++g) {
+  for (int64_t g = 0; g * G < K; ++g) {
     const float sc = to_f(s[g]);
     const float mn = m ? to_f(m[g]) : -8.0f * sc;
     const uint8_t* pg = p + g * (G / 2);
     float* wg = w + g * G;
+    const int64_t len = std::min<int64_t>(G, K - g * G) / 2;
     #pragma omp simd
-    for (int64_t i = 0; i < G / 2; ++i) {
+    for (int64_t i = 0; i < len; ++i) {
       wg[2 * i] = (float)(pg[i] & 15) * sc + mn;
       wg[2 * i + 1] = (float)(pg[i] >> 4) * sc + mn;
     }
