@@ -24,6 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
+import torch
+
 from braze.errors import InvalidArgumentError
 
 ROOT_HASH = b""  # the parent hash of a sequence's first block
@@ -214,7 +216,6 @@ class PagedCacheManager:
 
     def __init__(self, num_blocks: int, block_size: int, num_rows: int, context: int,
                  prefix_caching: bool = True, spare_row: int | None = None):
-        import torch
         spare_blocks = 1 if spare_row is not None else 0
         self.blocks = BlockManager(num_blocks - spare_blocks, block_size, prefix_caching)
         self.context, self.block_size = context, block_size
@@ -268,7 +269,6 @@ class PagedCacheManager:
     def _write_row(self, seq) -> None:
         ids = self.blocks.block_table(seq)
         if ids:
-            import torch
             self.table[seq.slot, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
         self.version += 1
 

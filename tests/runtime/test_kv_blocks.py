@@ -149,3 +149,32 @@ def test_no_live_block_is_written_by_two_sequences():
                 assert m.ref_counts[next_row_block] == 1
         check_invariants(m)
     assert m.hits > 0
+
+
+class FakeSequence:  # what PagedCacheManager reads of the scheduler's Sequence
+    def __init__(self, tokens):
+        self.tokens, self.slot, self.cached = list(tokens), -1, 0
+
+    @property
+    def uncached(self):
+        return len(self.tokens) - self.cached
+
+
+def test_paged_cache_manager_table_rows_and_spare_block():
+    from braze.runtime.kv_blocks import PagedCacheManager
+    cache = PagedCacheManager(num_blocks=9, block_size=4, num_rows=2, context=16, spare_row=2)
+    assert cache.table.shape == (3, 4) and cache.table[2].tolist() == [8] * 4  # the spare block
+    assert cache.total == 8 and cache.token_capacity == 32
+    a, b, c = FakeSequence(range(10)), FakeSequence(range(10)), FakeSequence([1])
+    assert cache.can_admit(a) and a.slot == 0 and a.cached == 0
+    assert cache.reserve(a, 10) and cache.table[0, :3].tolist() == cache.blocks.block_table(a)
+    a.cached = 10  # the step ran
+    assert cache.can_admit(b) and b.slot == 1 and b.cached == 8  # a's two full blocks, named on admission
+    assert cache.reserve(b, 2) and cache.table[1, :2].tolist() == cache.table[0, :2].tolist()
+    assert not cache.can_admit(c)  # both rows taken
+    version = cache.version
+    cache.release(a)
+    assert a.slot == -1 and cache.version == version and cache.can_admit(c) and c.slot == 0
+    assert 8 not in {blk for s in (b, c) for blk in cache.blocks.block_table(s)}
+    with pytest.raises(InvalidArgumentError, match="17 cache rows, more than the context 16"):
+        cache.reserve(b, 9)
