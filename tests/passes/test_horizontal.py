@@ -48,7 +48,9 @@ def _check(text: str, backends=("reference", "cpp")):
     feeds = random_feeds(g)
     want = interpret(g, feeds)
     for backend in backends:
-        got = Executable(program, backend=backend).run(feeds)
+        device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+        got = Executable(program, backend=backend, device=device).run({n: t.to(device) for n, t in feeds.items()})
+        got = {n: t.cpu() for n, t in got.items()}
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5)
     return program
