@@ -70,6 +70,14 @@ def _addmm_term(g) -> int | None:
     return loads[0].value
 
 
+def _prologue_grid(g) -> tuple[int, bool]:
+    """(rows a program, whether programs also split K). A prologue with row reductions (RMSNorm)
+    needs whole rows: one a program, so a 32-token prompt still has 32 programs. Without (SiLU*mul)
+    each program converts one [rows, BLOCK_K] tile: 4 rows of 5632 columns were one program's
+    serial loop of 11 chunks, 8 programs in all at 32 tokens."""
+    return (1, False) if g.k.reductions else (PROLOGUE_BLOCK_M, True)
+
+
 def prologue_source(g) -> str:
     em = ExprEmitter(lambda i: "", "    ")
     head = [g.jit(),
@@ -78,10 +86,12 @@ def prologue_source(g) -> str:
     body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
     body += g.reductions(em)
     body.append("    rmask = rows < M")
+    split_k = _prologue_grid(g)[1]
+    lo, hi = ("tl.program_id(1) * BLOCK_K", "tl.program_id(1) * BLOCK_K + BLOCK_K") if split_k else ("0", "K")
     for masked, guard in ((False, "    if EVEN_K:"), (True, "    else:")):
         body.append(guard)
         ind = "        "
-        body += g.kloop_head(ind, "0", "K", masked)
+        body += g.kloop_head(ind, lo, hi, masked)
         em.indent, em.load = ind + "    ", g._a_load(masked)
         em.forget_loads()
         em.lines = []
@@ -132,13 +142,15 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
     lines = [f"{indent}# prefill: cuBLAS through torch.mm (a library kernel), braze's prologue/epilogue around it",
              f"{indent}w = {_window(ctx.buf(wv.buffer), '(N, K)', wv)}"]
     plain = _plain_a(g)
+    block_m, split_k = _prologue_grid(g)
+    k_programs = f"triton.cdiv(K, {PROLOGUE_BLOCK_K})" if split_k else "1"
     if plain is not None:
         av = k.operands[plain]
         lines.append(f"{indent}a = {_window(operands[plain], '(M, K)', av)}")
     else:
         lines += [f"{indent}a = _braze_library_workspace({out}.device, {dt}, M * K, 0)[: M * K].view(M, K)",
-                  f"{indent}KERNEL_prologue[(triton.cdiv(M, {PROLOGUE_BLOCK_M}),)]({', '.join(operands)}, a, M, N, K, "
-                  f"BLOCK_M={PROLOGUE_BLOCK_M}, BLOCK_K={PROLOGUE_BLOCK_K}, EVEN_K=K % {PROLOGUE_BLOCK_K} == 0, "
+                  f"{indent}KERNEL_prologue[(triton.cdiv(M, {block_m}), {k_programs})]({', '.join(operands)}, a, M, N, K, "
+                  f"BLOCK_M={block_m}, BLOCK_K={PROLOGUE_BLOCK_K}, EVEN_K=K % {PROLOGUE_BLOCK_K} == 0, "
                   "num_warps=4)"]
     term = _addmm_term(g)
     if _direct_out(g):

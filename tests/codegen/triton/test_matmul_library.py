@@ -74,3 +74,19 @@ def test_library_matmuls_read_and_write_arena_temps_at_their_offsets(run_program
     got = run_program_triton(program, feeds)["y"].float()
     want = interpret(graph, feeds)["y"].float()
     torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
+def test_library_prologue_without_reductions_splits_k_over_programs(run_program_triton):
+    # SiLU*mul into the down projection: each prologue program converts one [rows, 512] tile of A
+    # (K = 1100: two full tiles and a masked one)
+    torch.manual_seed(0)
+    b = GraphBuilder(symbols={"T": 128}, name="down")
+    gate, up = b.input("g", ("T", 1100), "float16"), b.input("u", ("T", 1100), "float16")
+    y = b.matmul(b.mul(b.silu(gate), up), b.transpose(b.weight("w", (torch.randn(64, 1100) * 0.03).half())))
+    graph = b.build({"y": y})
+    program = lower(graph)
+    source = __import__("braze.codegen.triton", fromlist=["emit_module"]).emit_module(program)
+    assert "triton.cdiv(K, 512))" in source
+    feeds = {"g": torch.randn(97, 1100).half(), "u": torch.randn(97, 1100).half()}
+    got = run_program_triton(program, feeds)["y"].float()
+    torch.testing.assert_close(got, interpret(graph, feeds)["y"].float(), rtol=2e-2, atol=2e-2)
