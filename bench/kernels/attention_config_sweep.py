@@ -32,10 +32,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/attention-config-sweep.json")
     ap.add_argument("--seqs", default="32,128,512")
+    ap.add_argument("--models", default="tinyllama-1.1b,qwen2.5-7b")
     args = ap.parse_args()
     flush = _flush_buffer("cuda")
     rows = []
-    for model in ("tinyllama-1.1b", "qwen2.5-7b"):
+    for model in args.models.split(","):
         for dtype in ("float32", "bfloat16"):
             for seq in map(int, args.seqs.split(",")):
                 module, inputs = build_case("attention", MODEL_CONFIGS[model], seq, getattr(torch, dtype), "cuda")
@@ -67,6 +68,8 @@ def main() -> int:
                       f"{row['configs'].get('64x64w4s3', {}).get('us', float('nan')):8.1f} | best {best} "
                       f"{ok.get(best, float('nan')):8.1f}", flush=True)
                 rows.append(row)
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
