@@ -239,3 +239,21 @@ def test_a_request_the_cache_cannot_hold_ends_with_length(llm):
     with pytest.raises(InvalidArgumentError, match="already running"):
         engine.add_request("x", PROMPTS[0], greedy())
         engine.add_request("x", PROMPTS[0], greedy())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_gpu_greedy_output_alone_equals_output_in_a_batch(tiny_checkpoints, dtype):
+    """Batch invariance on the GPU (Triton kernels, CUDA graphs for decode): 12 requests at once,
+    each equal to itself alone. Kernels that pick their reduction order by the step's token count
+    (GEMV/split-K at small M, cuBLAS above 16 rows, split-KV decode attention up to 16 tokens) can
+    break this; the assertion message names the requests that differ."""
+    llm = braze.LLM(str(tiny_checkpoints["llama"]), device="cuda", dtype=dtype, max_model_len=96, max_num_seqs=16,
+                    max_num_batched_tokens=64)
+    prompts = [list(range(3 + i, 3 + i + n)) for i, n in enumerate((5, 17, 9, 30, 2, 11, 23, 7, 14, 3, 19, 26))]
+    params = greedy(24)
+    alone_out = [alone(llm, p, params) for p in prompts]
+    batch = [o.token_ids for o in llm.generate(prompt_token_ids=prompts, sampling_params=params)]
+    differ = [i for i, (a, b) in enumerate(zip(alone_out, batch)) if a != b]
+    assert not differ, f"requests {differ} differ alone vs in a batch of 12 ({dtype})"
