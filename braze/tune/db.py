@@ -7,7 +7,7 @@ interrupted `braze tune` loses nothing it measured. WAL journaling and a busy ti
 processes tune at once. A file SQLite cannot read is moved aside (renamed, never deleted) and a
 new database is started, with a warning.
 
-    $BRAZE_CACHE_DIR (default ~/.cache/braze) / tune / tuning.db
+    $BRAZE_CACHE_DIR (default ~/.cache/braze) / tune / tuning.db     (or the file $BRAZE_TUNE_DB)
 """
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ FIELDS = ("kernel_key", "bucket", "device_name", "capability", "versions", "conf
 
 
 def default_path() -> Path:
+    """BRAZE_TUNE_DB, else <BRAZE_CACHE_DIR or ~/.cache/braze>/tune/tuning.db."""
+    if os.environ.get("BRAZE_TUNE_DB"):
+        return Path(os.environ["BRAZE_TUNE_DB"])
     env = os.environ.get("BRAZE_CACHE_DIR")
     return (Path(env) if env else Path.home() / ".cache" / "braze") / "tune" / "tuning.db"
 

@@ -125,7 +125,7 @@ def _triton_matmul_space(k: Kernel, program: Program, bucket: int, device: Devic
 
     if bucket in (1, 16):
         if bucket == 1:  # weight streaming, [BLOCK_N, BLOCK_K] float32 accumulator tile
-            grid = itertools.product([1], [1, 2, 4, 8, 16], [128, 256, 512, 1024, 2048], [2, 4, 8], [3], [1, 2, 4])
+            grid = itertools.product([1], [1, 2, 4, 8, 16], [64, 128, 256, 512, 1024, 2048], [2, 4, 8], [3], [1, 2, 4])
         else:  # 16 rows by tl.dot
             grid = itertools.product([16], [16, 32, 64], [64, 128, 256], [4, 8], [2, 4], [1, 2, 4])
         for bm, bn, bk, warps, stages, split in grid:
