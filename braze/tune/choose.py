@@ -3,8 +3,9 @@ tunable kernel, per bucket, from (in order) the tuning database's best measured 
 model's pick over the search space, or today's heuristic. The emitters read those knobs.
 
 The model's pick is used only when the model was trained on measurements of this target (the
-shipped model or one trained on the local database); configs it picks come from the same legal
-search space the tuner measures.
+shipped model or one trained on the local database) and predicts it clearly faster than the
+heuristic's config (MODEL_MARGIN); configs it picks come from the same legal search space the
+tuner measures.
 
 BRAZE_TUNE=0 turns the step off (every kernel keeps the emitters' heuristics).
 """
@@ -24,6 +25,9 @@ from braze.tune.knobs import Knobs
 from braze.tune.space import TUNABLE, buckets, default_config, search_space
 
 TARGET_DEVICE = {"cpp": "cpu", "triton": "cuda"}
+# The model's pick replaces the heuristic's config only when predicted this much faster: an
+# unmeasured config has to be clearly better to be worth the risk of the model being wrong.
+MODEL_MARGIN = 0.9
 
 
 @dataclass
@@ -41,10 +45,12 @@ def choose_config(k: Kernel, program: Program, bucket: int, symbols: dict, devic
         if best is not None:
             return Choice(best.config_dict, "db", measured_us=best.time_us)
     if model is not None:
-        space = search_space(k, program, device.target, bucket, device)
+        space = search_space(k, program, device.target, bucket, device)  # the heuristic's config first
         predicted = model.predict_us([features(k, program, symbols, bucket, c, device) for c in space])
         i = min(range(len(space)), key=lambda j: predicted[j])
-        return Choice(space[i], "model", predicted_us=predicted[i])
+        if predicted[i] < MODEL_MARGIN * predicted[0]:
+            return Choice(space[i], "model", predicted_us=predicted[i])
+        return Choice(space[0], "heuristic", predicted_us=predicted[0])
     return Choice(default_config(k, program, device.target, bucket, device), "heuristic")
 
 

@@ -59,14 +59,14 @@ class CostModel:
         backend = backend_name()
         if backend == "lightgbm":
             import lightgbm
-            params = {"objective": "regression", "learning_rate": 0.08, "num_leaves": 15, "min_data_in_leaf": 3,
+            params = {"objective": "regression", "learning_rate": 0.1, "num_leaves": 12, "min_data_in_leaf": 3,
                       "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "seed": seed,
                       "verbose": -1, "num_threads": 1, "deterministic": True}
             dataset = lightgbm.Dataset(x, y, feature_name=list(FEATURE_NAMES), free_raw_data=False)
-            booster = lightgbm.train(params, dataset, num_boost_round=200)
+            booster = lightgbm.train(params, dataset, num_boost_round=150)
         elif backend == "sklearn":
             from sklearn.ensemble import HistGradientBoostingRegressor
-            booster = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.08, max_leaf_nodes=15,
+            booster = HistGradientBoostingRegressor(max_iter=150, learning_rate=0.1, max_leaf_nodes=12,
                                                     min_samples_leaf=3, random_state=seed).fit(x, y)
         else:
             raise ImportError("the cost model needs lightgbm or scikit-learn: pip install lightgbm")

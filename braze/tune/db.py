@@ -155,9 +155,11 @@ class TuningDB:
         return len(rows)
 
     def import_jsonl(self, path: str | Path) -> int:
+        """Add every record of a JSON-lines file (gzip-compressed if it ends in .gz)."""
         from braze.errors import InvalidArgumentError
+        import gzip
         count = 0
-        with open(path) as f:
+        with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue

@@ -1,13 +1,15 @@
 """Measure every C++ matmul config of a set of layer shapes on this machine into a JSON-lines
 fixture (tests/tune/fixtures/cpp_measurements.jsonl) and train the shipped cost model from it.
 
-    python tests/tune/make_cpp_fixture.py [--out FILE] [--model braze/tune/shipped_model.txt]
+    python tests/tune/make_cpp_fixture.py [--out FILE.jsonl.gz] [--model braze/tune/shipped_model.txt]
+    python tests/tune/make_cpp_fixture.py --train-only   # retrain the shipped model from the fixture
 
-Each record is a tuning-database record (braze tune --import reads the file). Takes ~10 minutes
-on a 2-core machine (every candidate is a separate g++ build)."""
+Each record is a tuning-database record (braze tune --import reads the file). Measuring takes
+~15 minutes on a 2-core machine (every candidate is a separate g++ build)."""
 from __future__ import annotations
 
 import argparse
+import gzip
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from braze.tune.tuner import measure_unit, tunable_units
 from braze.tune.workers import WorkerPool
 
 HERE = Path(__file__).parent
+FIXTURE = HERE / "fixtures" / "cpp_measurements.jsonl.gz"
 SHAPES = [(256, 512), (512, 256), (512, 1024), (1024, 512), (768, 768), (576, 1536), (1536, 576), (2048, 256),
           (384, 2048), (1024, 1024), (320, 640), (640, 320)]
 ROWS = (1, 32)
@@ -34,26 +37,44 @@ def layer(k: int, n: int, norm: bool) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=str(HERE / "fixtures" / "cpp_measurements.jsonl"))
+    parser.add_argument("--out", default=str(FIXTURE))
     parser.add_argument("--model", default=str(SHIPPED))
+    parser.add_argument("--train-only", action="store_true", help="train the model from --out, measure nothing")
     args = parser.parse_args()
     device = device_info("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         db = TuningDB(Path(tmp) / "fixture.db")
-        with WorkerPool(1, timeout_s=120) as pool:
-            for i, (k, n) in enumerate(SHAPES):
-                for rows in ROWS:
-                    graph, _ = export_graph(layer(k, n, norm=i % 2 == 0), (torch.randn(rows, k),))
-                    for unit in tunable_units(lower(graph), device):
-                        results = measure_unit(pool, db, device, unit, unit.space, repeats=10)
-                        ok = [r.time_us for _, r in results if r.status == "ok"]
-                        print(f"K={k} N={n} M={rows}: {len(ok)} ok, best {min(ok):.1f} us, "
-                              f"default {results[0][1].time_us:.1f} us", flush=True)
-        print(f"{db.export_jsonl(args.out)} records -> {args.out}")
+        if args.train_only:
+            db.import_jsonl(args.out)
+        else:
+            measure(db, device)
+            export_gz(db, args.out)
         model = CostModel.train(training_rows(db, "cpp"))
         model.save(Path(args.model))
         print(f"shipped model ({model.meta['backend']}, {model.meta['records']} records) -> {args.model}")
         db.close()
+
+
+def export_gz(db: TuningDB, out: str) -> None:
+    plain = Path(out).with_suffix("")
+    count = db.export_jsonl(plain)
+    with open(plain, "rb") as src, gzip.open(out, "wb") as dst:
+        dst.write(src.read())
+    plain.unlink()
+    print(f"{count} records -> {out}")
+
+
+def measure(db: TuningDB, device) -> None:
+    """Every config of every shape (one layer each: odd shapes with an RMSNorm prologue)."""
+    with WorkerPool(1, timeout_s=120) as pool:
+        for i, (k, n) in enumerate(SHAPES):
+            for rows in ROWS:
+                graph, _ = export_graph(layer(k, n, norm=i % 2 == 0), (torch.randn(rows, k),))
+                for unit in tunable_units(lower(graph), device):
+                    results = measure_unit(pool, db, device, unit, unit.space, repeats=10)
+                    ok = [r.time_us for _, r in results if r.status == "ok"]
+                    print(f"K={k} N={n} M={rows}: {len(ok)} ok, best {min(ok):.1f} us, "
+                          f"default {results[0][1].time_us:.1f} us", flush=True)
 
 
 if __name__ == "__main__":
