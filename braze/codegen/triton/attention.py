@@ -46,13 +46,17 @@ PREFILL_BM, PREFILL_BN = 64, 64
 PREFILL_WARPS, PREFILL_STAGES = 4, 3  # 128x64 with 8 warps spills ~260 B (ptxas, sm_90a)
 
 
-def prefill_defaults(fp32: bool, tokens: int | None) -> dict:
-    """Prefill tiles by dtype and, when the token count is fixed at compile time, by prompt length
-    (bench/kernels/attention_config_sweep.py, H100, TinyLlama's attention case: float32 at 64x64
-    was 59.6 / 62.7 / 172 us at 32 / 128 / 512 tokens, 32x64 21.5 / 160 us at 128 / 512 and 16x32
-    9.2 us at 32; bfloat16 16x32 7.0 us at 32 and 32x64 9.1 us at 128, 64x64 stays best at 512)."""
+def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
+    """Prefill tiles by dtype, head_dim and, when the token count is fixed at compile time, by
+    prompt length (bench/kernels/attention_config_sweep.py, H100. TinyLlama's attention case, D 64:
+    float32 at 64x64 was 59.6 / 62.7 / 172 us at 32 / 128 / 512 tokens, 32x64 21.5 / 160 us at 128
+    / 512 and 16x32 9.2 us at 32; bfloat16 16x32 7.0 us at 32 and 32x64 9.1 us at 128, 64x64 stays
+    best at 512. Qwen2.5-7B's, D 128, float32 at 32 tokens: 64x64 485 us, 32x64 156, 32x32 14.4,
+    16x32 12.5: a 64-wide K/V tile of 128 float32 columns spills)."""
     if tokens is not None and tokens <= 64:  # few rows: small tiles give the SMs more programs
         tiles = (16, 32, 4, 2)
+    elif fp32 and head_dim > 64:
+        tiles = (32, 32, 4, 2)
     elif fp32 or (tokens is not None and tokens <= 256):  # float32 tiles at 64x64 spill registers
         tiles = (32, 64, 4, 2)
     else:
@@ -309,7 +313,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
-    pre = knob_config(k, 0, prefill_defaults(fp32, tdim if isinstance(tdim, int) else None))
+    pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
