@@ -77,6 +77,16 @@ def choose_knobs(program: Program, device: DeviceInfo, db=None, model=None) -> P
     return replace(program, kernels=tuple(kernels))
 
 
+def picks_allowed(model, device: DeviceInfo) -> bool:
+    """May LLM(...) use this model's unmeasured picks on `device`? A model trained on this machine's
+    database, yes; the shipped one only for a GPU it was measured on. CPU times depend on the
+    machine's core count and load (the shipped CPU model was measured on a busy 2-core machine),
+    so there it only ranks what `braze tune` measures."""
+    if model is None or model.origin != "shipped":
+        return model is not None
+    return device.kind == "cuda" and device.name in model.meta.get("devices", [])
+
+
 def tune_step(program: Program, target: str) -> Program:
     """The pipeline's tune step for a backend ("cpp" or "triton"): the local tuning database and
     cost model; any problem reading them leaves the heuristics in place (with a warning)."""
@@ -89,7 +99,7 @@ def tune_step(program: Program, target: str) -> Program:
         db = TuningDB()
         try:
             model = CostModel.for_device(db, device, retrain=False)
-            return choose_knobs(program, device, db, model)
+            return choose_knobs(program, device, db, model if picks_allowed(model, device) else None)
         finally:
             db.close()
     except (sqlite3.Error, OSError, ImportError) as e:

@@ -9,7 +9,8 @@ Which model a process uses (CostModel.for_device):
   1. one trained on this database, if the database has enough measurements for the target
      (retrained when it has grown by RETRAIN_GROWTH since the last training, cached on disk);
   2. else the shipped model (braze/tune/shipped_model.*), trained on our own measurements,
-     when it has seen the target;
+     when it has seen the target (origin "shipped": it ranks `braze tune`'s candidates; whether
+     LLM(...) may use its picks unmeasured is braze.tune.choose's rule);
   3. else none: the heuristic's configs are used.
 """
 from __future__ import annotations
@@ -41,8 +42,9 @@ def backend_name() -> str | None:
 
 
 class CostModel:
-    def __init__(self, booster, meta: dict):
+    def __init__(self, booster, meta: dict, origin: str = "local"):
         self.booster, self.meta = booster, meta
+        self.origin = origin  # "local": trained on this machine's database; "shipped": braze's own
 
     @property
     def targets(self) -> list[str]:
@@ -50,12 +52,14 @@ class CostModel:
 
     # -- training -------------------------------------------------------------------------------
     @classmethod
-    def train(cls, rows: list[tuple[dict, float, str]], seed: int = 0) -> "CostModel":
-        """rows: (features, time in microseconds, target). Raises ImportError with neither library."""
+    def train(cls, rows: list[tuple[dict, float, str]], seed: int = 0, devices=()) -> "CostModel":
+        """rows: (features, time in microseconds, target); devices: the names of the devices measured.
+        Raises ImportError with neither library."""
         import numpy as np
         x = np.array([vector(f) for f, _, _ in rows], dtype=np.float64)
         y = np.array([math.log2(max(t, 1e-3)) for _, t, _ in rows], dtype=np.float64)
-        meta = {"records": len(rows), "targets": sorted({t for _, _, t in rows}), "features": list(FEATURE_NAMES)}
+        meta = {"records": len(rows), "targets": sorted({t for _, _, t in rows}), "features": list(FEATURE_NAMES),
+                "devices": sorted(set(devices))}
         backend = backend_name()
         if backend == "lightgbm":
             import lightgbm
@@ -120,17 +124,19 @@ class CostModel:
     def for_device(cls, db, device, retrain: bool = True) -> "CostModel | None":
         """The model to rank `device`'s candidates with (see the module docstring)."""
         rows = training_rows(db, device.target)
+        devices = {r.device_name for r in db.all_records(status="ok") if r.target == device.target}
         digest = hashlib.sha256(device.target.encode()).hexdigest()[:12]
         path = db.path.parent / f"cost_model_{device.target}_{digest}.txt"
         cached = cls.load(path)
         if len(rows) >= MIN_RECORDS and retrain and backend_name() is not None:
             if cached is None or len(rows) >= RETRAIN_GROWTH * cached.meta.get("records", 0):
-                cached = cls.train(rows)
+                cached = cls.train(rows, devices=devices)
                 cached.save(path)
         if cached is not None and device.target in cached.targets:
             return cached
         shipped = cls.load(SHIPPED)
         if shipped is not None and device.target in shipped.targets:
+            shipped.origin = "shipped"
             return shipped
         return None
 

@@ -49,7 +49,8 @@ def main() -> None:
         else:
             measure(db, device)
             export_gz(db, args.out)
-        model = CostModel.train(training_rows(db, "cpp"))
+        devices = {r.device_name for r in db.all_records(status="ok")}
+        model = CostModel.train(training_rows(db, "cpp"), devices=devices)
         model.save(Path(args.model))
         print(f"shipped model ({model.meta['backend']}, {model.meta['records']} records) -> {args.model}")
         db.close()

@@ -8,7 +8,7 @@ import json
 import random
 from pathlib import Path
 
-from braze.tune.choose import choose_knobs
+from braze.tune.choose import choose_knobs, picks_allowed, tune_step
 from braze.tune.cost_model import SHIPPED, CostModel, spearman
 from braze.tune.db import TuningDB
 from braze.tune.device import device_info
@@ -52,3 +52,7 @@ def test_shipped_model_loads_on_a_fresh_install_and_picks_legal_configs(cache_di
     config, source = chosen.get(unit.bucket), chosen.source(unit.bucket)
     assert source in ("model", "heuristic") and config in unit.space
     db.close()
+    # LLM(...) does not apply the shipped CPU model's unmeasured picks (it ranks what braze tune measures)
+    assert not picks_allowed(CostModel.for_device(TuningDB(), device), device)
+    sources = {s for _, _, s in tune_step(program, "cpp").kernels[0].attr("knobs").entries}
+    assert sources == {"heuristic"}
