@@ -69,6 +69,7 @@ def _worker_main(conn) -> None:
         try:
             bench = benches.get((task.key, task.bucket, task.runner))
             if bench is None:
+                benches.clear()  # one bench at a time: its buffers (a 1 GB lm_head, say) are freed first
                 bench = benches[(task.key, task.bucket, task.runner)] = load_runner(task.runner)(task)
             ok, max_error, detail = bench.check(job.config)
             if not ok:
