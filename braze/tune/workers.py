@@ -57,6 +57,8 @@ def load_runner(runner: str):
 
 def _worker_main(conn) -> None:
     """A worker's loop: build benches on demand, check each candidate, time it when allowed."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the run, no candidate "crashed"
     import torch  # noqa: F401  (imported before "ready" so a job's time limit excludes it)
     benches: dict = {}
     conn.send(("ready", None))

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 
 import braze
 from braze.cli.main import main
@@ -18,16 +23,42 @@ def run_json(capsys, argv) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def interrupted_run(model: str) -> int:
+    """Start `braze tune`, press Ctrl-C once two records are in; returns how many it had written."""
+    process = subprocess.Popen([sys.executable, "-m", "braze.cli.main"] + TUNE + ["--model", model],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    count = 0
+    while count < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        try:
+            db = TuningDB()
+            count = db.count()
+            db.close()
+        except sqlite3.Error:
+            pass
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    db = TuningDB()
+    count = db.count()
+    db.close()
+    return count
+
+
 def test_tune_resumes_and_a_second_run_measures_nothing(cache_dir, tiny_checkpoints, capsys):
     model = str(tiny_checkpoints["llama"])
-    first = run_json(capsys, TUNE + ["--model", model, "--budget", "3"])
-    assert first["measured"] == 3 and first["stopped_by_budget"] and first["kernels"] >= 8
+    before = interrupted_run(model)
+    assert before >= 2
+    budgeted = run_json(capsys, TUNE + ["--model", model, "--budget", "2"])
+    assert budgeted["measured"] == 2 and budgeted["stopped_by_budget"] and budgeted["kernels"] >= 8
     rest = run_json(capsys, TUNE + ["--model", model])
     assert rest["measured"] > 0 and not rest["stopped_by_budget"]
     again = run_json(capsys, TUNE + ["--model", model])
-    assert again["measured"] == 0 and again["kernels"] == first["kernels"]
+    assert again["measured"] == 0 and again["kernels"] == budgeted["kernels"]
     db = TuningDB()
-    assert db.count() == first["measured"] + rest["measured"]  # nothing measured was lost or repeated
+    # nothing measured was lost or measured twice, and Ctrl-C did not mark a candidate as crashed
+    assert db.count() == before + budgeted["measured"] + rest["measured"]
     assert db.count("ok") == db.count()
     db.close()
 
@@ -38,9 +69,11 @@ def test_tune_resumes_and_a_second_run_measures_nothing(cache_dir, tiny_checkpoi
     assert {"sum", "rsqrt", "linear"} <= set(qkv["fused_ops"])
     assert all(k["source"] == "db" and k["measured_us"] for k in report["kernels"])
     assert all(k["bytes"] > 0 and k["flops"] > 0 for k in report["kernels"])
-    assert main(["explain", "--model", model, "--device", "cpu"]) == 0
+    plot = cache_dir / "roofline.png"
+    assert main(["explain", "--model", model, "--device", "cpu", "--plot", str(plot)]) == 0
     table = capsys.readouterr().out
     assert "rsqrt" in table and "(db)" in table
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # LLM(...) compiles with the tuned configs, and its tokens do not change
     llm = braze.LLM(model, device="cpu", max_model_len=64)

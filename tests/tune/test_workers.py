@@ -25,7 +25,7 @@ def test_crash_segfault_hang_raise_and_wrong_candidates_do_not_stop_tuning(cache
     configs = [{**good, "fault": "crash"}, good, {**good, "fault": "hang"}, {**good, "fault": "segfault"},
                {**good, "fault": "wrong"}, {**good, "fault": "raise"}, other]
     db = TuningDB(cache_dir / "tune.db")
-    with WorkerPool(workers=1, timeout_s=8) as pool:
+    with WorkerPool(workers=1, timeout_s=6) as pool:
         results = dict((config_text(c), r) for c, r in measure_unit(pool, db, device, unit, configs, repeats=3))
         assert pool.restarts == 3  # crash, hang, segfault: each worker replaced
     status = {c.get("fault", "none") if "fault" in c else config_text(c): results[config_text(c)].status
