@@ -11,6 +11,8 @@
     tuner.py        tune a program: rank by the model, measure the top share, record as measured
     choose.py       the pipeline's tune step: db best > model pick > heuristic, per kernel and bucket
     explain.py      per kernel: fused ops, chosen config and why, time vs roofline
+    programs.py     the program LLM(...) would compile, for `braze tune` / `braze explain`
+    train_shipped.py  retrain the shipped model from measurement files (CPU fixture + GPU records)
 
 `braze tune --model M --device D` and `braze explain --model M` are the command lines.
 """

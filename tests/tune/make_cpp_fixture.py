@@ -2,7 +2,8 @@
 fixture (tests/tune/fixtures/cpp_measurements.jsonl) and train the shipped cost model from it.
 
     python tests/tune/make_cpp_fixture.py [--out FILE.jsonl.gz] [--model braze/tune/shipped_model.txt]
-    python tests/tune/make_cpp_fixture.py --train-only   # retrain the shipped model from the fixture
+    python tests/tune/make_cpp_fixture.py --train-only   # retrain the shipped model from the fixture alone
+    (with GPU measurements too: python -m braze.tune.train_shipped FIXTURE GPU.records.jsonl)
 
 Each record is a tuning-database record (braze tune --import reads the file). Measuring takes
 ~15 minutes on a 2-core machine (every candidate is a separate g++ build)."""
@@ -17,9 +18,10 @@ import torch
 
 from braze.module_compiler import export_graph
 from braze.passes.pipeline import lower
-from braze.tune.cost_model import SHIPPED, CostModel, training_rows
+from braze.tune.cost_model import SHIPPED
 from braze.tune.db import TuningDB
 from braze.tune.device import device_info
+from braze.tune.train_shipped import train_shipped
 from braze.tune.tuner import measure_unit, tunable_units
 from braze.tune.workers import WorkerPool
 
@@ -41,19 +43,14 @@ def main() -> None:
     parser.add_argument("--model", default=str(SHIPPED))
     parser.add_argument("--train-only", action="store_true", help="train the model from --out, measure nothing")
     args = parser.parse_args()
-    device = device_info("cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        db = TuningDB(Path(tmp) / "fixture.db")
-        if args.train_only:
-            db.import_jsonl(args.out)
-        else:
-            measure(db, device)
+    if not args.train_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = TuningDB(Path(tmp) / "fixture.db")
+            measure(db, device_info("cpu"))
             export_gz(db, args.out)
-        devices = {r.device_name for r in db.all_records(status="ok")}
-        model = CostModel.train(training_rows(db, "cpp"), devices=devices)
-        model.save(Path(args.model))
-        print(f"shipped model ({model.meta['backend']}, {model.meta['records']} records) -> {args.model}")
-        db.close()
+            db.close()
+    model = train_shipped([args.out], Path(args.model))
+    print(f"shipped model ({model.meta['backend']}, {model.meta['records']} records) -> {args.model}")
 
 
 def export_gz(db: TuningDB, out: str) -> None:
