@@ -1,7 +1,9 @@
 """The compiler's table of contents: Graph IR -> passes -> Kernel IR, one named step at a time.
 
 Every step is a pure function (a new IR, the old one untouched), followed by its level's verifier
-and, with BRAZE_DEBUG or a dump directory, a printout of the IR it produced.
+and, with BRAZE_DEBUG or a dump directory, a printout of the IR it produced. The tune step comes
+after lowering, once the backend is known: braze.tune.choose.tune_step(program, backend) attaches
+each kernel's launch knobs (tuning database > cost model > heuristic); LLM(...) runs it.
 """
 from __future__ import annotations
 
