@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import multiprocessing
+import os
 import time
 import traceback
 from collections import deque
@@ -83,8 +84,18 @@ def _worker_main(conn) -> None:
             micros = bench.time(job.config, job.repeats)
             conn.send(("result", Result("ok", time_us=micros, max_error=max_error)))
         except Exception as e:  # a compile error or a runtime error in this candidate: the worker lives on
-            lines = traceback.format_exception_only(type(e), e)
-            conn.send(("result", Result("error", error="".join(lines).strip()[-2000:])))
+            lines = "".join(traceback.format_exception_only(type(e), e)).strip()[-2000:]
+            if _poisons_cuda(lines):  # the CUDA context is unusable now: report, then make way for a new worker
+                conn.send(("fatal", Result("crash", error=lines)))
+                conn.close()
+                os._exit(3)
+            conn.send(("result", Result("error", error=lines)))
+
+
+def _poisons_cuda(message: str) -> bool:
+    """Errors after which a CUDA context cannot run anything else (an illegal address, a trap)."""
+    return any(text in message for text in ("illegal memory access", "device-side assert", "unspecified launch failure",
+                                            "misaligned address", "illegal instruction", "CUDA error: an illegal"))
 
 
 class _Worker:
@@ -151,11 +162,18 @@ class WorkerPool:
         unfinished = len(pending)
         while unfinished:
             now = time.monotonic()
-            for w in self.workers:
+            for i, w in enumerate(self.workers):
                 if w.ready and w.job is None and pending:
-                    w.job = pending.popleft()
-                    w.deadline = now + self.timeout_s
-                    w.parent.send(w.job)
+                    job = pending.popleft()
+                    try:
+                        w.parent.send(job)
+                    except OSError:  # it died while idle (out of memory, killed): a new one takes the job
+                        pending.appendleft(job)
+                        w.kill()
+                        self.workers[i] = self._start()
+                        self.restarts += 1
+                        continue
+                    w.job, w.deadline = job, now + self.timeout_s
             if timing is None and waiting_to_time:
                 timing = waiting_to_time.popleft()
                 timing.timing, timing.deadline = True, time.monotonic() + self.timeout_s
@@ -163,28 +181,28 @@ class WorkerPool:
             busy = [w for w in self.workers if not w.ready or w.job is not None]
             soonest = min(w.deadline for w in busy) if busy else now + 1
             ready = wait([w.parent for w in busy], timeout=max(0.0, soonest - time.monotonic()))
-            finished: list[tuple[_Worker, Result | None]] = []
+            finished: list[tuple[_Worker, Result | None, bool]] = []  # (worker, result, replace it)
             for w in busy:
                 if w.parent in ready:
                     try:
                         kind, payload = w.parent.recv()
                     except (EOFError, OSError):
-                        finished.append((w, None))  # died: crash
+                        finished.append((w, None, True))  # died: crash
                         continue
                     if kind == "ready":
                         w.ready = True
                     elif kind == "may_time":
                         waiting_to_time.append(w)
                         w.deadline = float("inf")  # waiting for the device is not its fault
-                    else:
-                        finished.append((w, payload))
+                    else:  # "result", or "fatal": the worker exits after sending it
+                        finished.append((w, payload, kind == "fatal"))
                 elif time.monotonic() > w.deadline:
-                    finished.append((w, Result("timeout", error=f"no answer within {self.timeout_s:.0f}s")))
-            for w, result in finished:
+                    finished.append((w, Result("timeout", error=f"no answer within {self.timeout_s:.0f}s"), True))
+            for w, result, replace in finished:
                 if w is timing:
                     timing = None
                 job = w.job
-                if result is None or result.status == "timeout":
+                if result is None or replace:
                     code = w.kill()
                     if result is None:
                         result = Result("crash", error=f"worker exited with code {code}")
