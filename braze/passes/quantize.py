@@ -39,7 +39,7 @@ def quantize_linears(graph: Graph, scheme: QuantScheme) -> Graph:
             elif scheme.format == "gguf":
                 quantized[name] = None  # only the file's own quantized tensors
             else:
-                quantized[name] = scheme.quantize(graph.weights[name])
+                quantized[name] = scheme.quantize(graph.weights[name], name)
             if quantized[name] is None:
                 log(1, f"quantize: {name} stays {graph.weights[name].dtype} ({scheme.method} does not fit it)")
         return quantized[name]

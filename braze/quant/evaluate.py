@@ -77,49 +77,63 @@ def _window_logits(model: ScoringModel, ids: list[int], device: str) -> torch.Te
     return model.executable.run(feeds)["logits"].float().clone()
 
 
-def perplexity(model: str, text: str, quant: str | None = None, device: str = "cpu", dtype: str = "float32",
-               window: int = 512, stride: int | None = None, backend: str | None = None,
-               calibration_text: str | None = None, max_tokens: int | None = None) -> dict:
-    """{"ppl", "tokens", ...}; with `quant` also base_ppl, kl, top1, bits_per_weight, weight_bytes."""
+def perplexities(model: str, text: str, methods: list[str | None], device: str = "cpu", dtype: str = "float32",
+                 window: int = 512, stride: int | None = None, backend: str | None = None,
+                 calibration_text: str | None = None, max_tokens: int | None = None) -> list[dict]:
+    """One result per method ({"ppl", "tokens", "method", "bits_per_weight", "weight_bytes"}; None is the
+    unquantized model), all scored on the same windows; when None is among them, every other
+    method's result adds base_ppl, kl (mean KL(base || method) per token) and top1 agreement."""
     from braze.api import _load_quantized
-    from braze.quant.prepare import is_quantized_folder
 
     stride = stride or window // 2
     if not 0 < stride <= window:
         raise InvalidArgumentError(f"stride {stride} must be in 1..window ({window})")
-    loaded, weights, scheme = _load_quantized(model, quant, calibration_text, lambda s: None)
-    ids = loaded.tokenizer.encode(text)[: max_tokens or None]
+    models, ids = {}, None
+    for method in methods:
+        loaded, weights, scheme = _load_quantized(model, method, calibration_text, lambda s: None)
+        if ids is None:
+            ids = loaded.tokenizer.encode(text)[: max_tokens or None]
+        models[method] = (scheme.method if scheme else "none",
+                          compile_for_scoring(loaded, weights, scheme, window, device, dtype, backend))
+        del loaded, weights
     if len(ids) < 2:
         raise InvalidArgumentError("the text has fewer than 2 tokens: nothing to score")
-    quantized = scheme is not None
-    scored = compile_for_scoring(loaded, weights, scheme, window, device, dtype, backend)
-    base = None
-    if quantized and not is_quantized_folder(model):
-        from braze.frontend import load_model
-        plain = load_model(model)
-        base = compile_for_scoring(plain, plain.weights, None, window, device, dtype, backend)
-    nll, base_nll, kl, agree, count = 0.0, 0.0, 0.0, 0, 0
-    start = 0
+    nll = dict.fromkeys(models, 0.0)
+    kl, agree = dict.fromkeys(models, 0.0), dict.fromkeys(models, 0)
+    count, start = 0, 0
     while True:
         chunk = ids[start: start + window]
         first = 1 if start == 0 else max(1, window - stride)  # the previous window scored the tokens before
         targets = torch.tensor(chunk[first:], dtype=torch.int64)
         if len(targets) == 0:
             break
-        logp = torch.log_softmax(_window_logits(scored, chunk, device)[first - 1:-1].cpu(), dim=-1)
-        nll -= logp.gather(1, targets[:, None]).sum().item()
-        if base is not None:
-            base_logp = torch.log_softmax(_window_logits(base, chunk, device)[first - 1:-1].cpu(), dim=-1)
-            base_nll -= base_logp.gather(1, targets[:, None]).sum().item()
-            kl += (base_logp.exp() * (base_logp - logp)).sum().item()
-            agree += (base_logp.argmax(-1) == logp.argmax(-1)).sum().item()
+        logps = {m: torch.log_softmax(_window_logits(sm, chunk, device)[first - 1:-1].cpu(), dim=-1)
+                 for m, (_, sm) in models.items()}
+        base = logps.get(None)
+        for m, logp in logps.items():
+            nll[m] -= logp.gather(1, targets[:, None]).sum().item()
+            if base is not None and m is not None:
+                kl[m] += (base.exp() * (base - logp)).sum().item()
+                agree[m] += (base.argmax(-1) == logp.argmax(-1)).sum().item()
         count += len(targets)
         if start + window >= len(ids):
             break
         start += stride
-    result = {"ppl": math.exp(nll / count), "tokens": count, "window": window, "stride": stride,
-              "method": scheme.method if scheme else "none", "bits_per_weight": round(scored.linear_bits, 3),
-              "weight_bytes": scored.weight_bytes}
-    if base is not None:
-        result.update(base_ppl=math.exp(base_nll / count), kl=kl / count, top1=agree / count)
-    return result
+    results = []
+    for m, (name, sm) in models.items():
+        r = {"method": name, "ppl": math.exp(nll[m] / count), "tokens": count, "window": window, "stride": stride,
+             "bits_per_weight": round(sm.linear_bits, 3), "weight_bytes": sm.weight_bytes}
+        if None in models and m is not None:
+            r.update(base_ppl=math.exp(nll[None] / count), kl=kl[m] / count, top1=agree[m] / count)
+        results.append(r)
+    return results
+
+
+def perplexity(model: str, text: str, quant: str | None = None, **kwargs) -> dict:
+    """{"ppl", "tokens", ...}; with `quant` also base_ppl, kl, top1 (against the unquantized model;
+    a `braze quantize` folder is scored on its own)."""
+    from braze.quant.prepare import is_quantized_folder
+
+    if quant is None or is_quantized_folder(model):
+        return perplexities(model, text, [quant], **kwargs)[0]
+    return perplexities(model, text, [None, quant], **kwargs)[1]

@@ -58,7 +58,7 @@ def _padded_groups(w: torch.Tensor, group: int) -> torch.Tensor:
     needs to represent exactly: their ranges always include 0)."""
     n, k = w.shape
     pad = groups(k, group) * group - k
-    return torch.nn.functional.pad(w.float(), (0, pad)).reshape(n, -1, group)
+    return (torch.nn.functional.pad(w.float(), (0, pad)) if pad else w.float()).reshape(n, -1, group)
 
 
 @dataclass(frozen=True)
@@ -147,22 +147,33 @@ def quantize_int8(w: torch.Tensor, group: int | None = None) -> QuantizedTensor:
     return QuantizedTensor("int8", group, q, scale.float())
 
 
-def quantize_int4(w: torch.Tensor, group: int, zero_point: bool = True) -> QuantizedTensor:
-    """Group-wise int4 by round-to-nearest. zero_point: (q - z) * s over each group's [min, max]
-    (AWQ's form, stored as mins m = -z * s); else symmetric (q - 8) * s with s = max|w| / 7."""
-    n, k = w.shape
-    g = _padded_groups(w, group)
+def _int4_grid(g: torch.Tensor, zero_point: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q 0..15, scale, offset) for groups g [N, G, group] by round-to-nearest: w ~ q * scale + offset.
+    zero_point: (q - z) * s over each group's [min, max] (AWQ's form; offset = -z * s); else
+    symmetric (q - 8) * s with s = max|w| / 7. Scales are rounded to fp16 first (as stored)."""
     if zero_point:
         lo, hi = g.amin(-1).clamp(max=0.0), g.amax(-1).clamp(min=0.0)
-        scale = ((hi - lo) / 15.0).clamp(min=1e-10).half().float()  # stored as fp16: quantize against it
+        scale = ((hi - lo) / 15.0).clamp(min=1e-10).half().float()
         zero = torch.round(-lo / scale).clamp(0, 15)
         q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-        mins = (-zero * scale).half()
-    else:
-        scale = (g.abs().amax(-1) / 7.0).clamp(min=1e-10).half().float()
-        q = (torch.round(g / scale[..., None]).clamp(-8, 7) + 8)
-        mins = None
-    return QuantizedTensor("int4", group, pack_int4(q.reshape(n, -1)[:, :k]), scale.half(), mins)
+        return q, scale, (-zero * scale).half().float()
+    scale = (g.abs().amax(-1) / 7.0).clamp(min=1e-10).half().float()
+    return torch.round(g / scale[..., None]).clamp(-8, 7) + 8, scale, -8.0 * scale
+
+
+def quantize_int4(w: torch.Tensor, group: int, zero_point: bool = True) -> QuantizedTensor:
+    """Group-wise int4 by round-to-nearest (see _int4_grid), packed."""
+    n, k = w.shape
+    q, scale, offset = _int4_grid(_padded_groups(w, group), zero_point)
+    return QuantizedTensor("int4", group, pack_int4(q.reshape(n, -1)[:, :k]), scale.half(),
+                           offset.half() if zero_point else None)
+
+
+def fake_quantize_int4(w: torch.Tensor, group: int, zero_point: bool = True) -> torch.Tensor:
+    """quantize_int4(w).dequantize() without packing (AWQ's searches run it many times)."""
+    n, k = w.shape
+    q, scale, offset = _int4_grid(_padded_groups(w, group), zero_point)
+    return (q * scale[..., None] + offset[..., None]).reshape(n, -1)[:, :k]
 
 
 def quantize_fp8(w: torch.Tensor) -> QuantizedTensor:

@@ -18,6 +18,7 @@ from braze.errors import InvalidArgumentError
 from braze.quant.formats import QuantizedTensor, quantize_fp8, quantize_int4, quantize_int8
 
 METHOD_EXAMPLES = ("int8", "int4-rtn-g128", "int4-awq-g128", "int4-rtn-g128-sym", "fp8", "gguf")
+OUTPUT_HEADS = ("lm_head.weight", "model.embed_tokens.weight")  # the tied head reads the embedding
 _INT4 = re.compile(r"^int4-(rtn|awq)-g(32|64|128)(-sym)?$")
 
 
@@ -33,10 +34,12 @@ class QuantScheme:
     awq: bool = False
     prequantized: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def quantize(self, weight: torch.Tensor) -> QuantizedTensor | None:
-        """Quantize one float [N, K] weight, or None when it does not fit the format (int4: odd K)."""
+    def quantize(self, weight: torch.Tensor, name: str = "") -> QuantizedTensor | None:
+        """Quantize one float [N, K] weight, or None when it does not fit the format (int4: odd K).
+        int4 methods keep the output head in int8: the head's error reaches every logit directly
+        (llama.cpp's 4-bit files keep it at 6-8 bits; AWQ leaves it unquantized)."""
         k = weight.shape[1]
-        if self.format == "int8":
+        if self.format == "int8" or (self.format == "int4" and name in OUTPUT_HEADS):
             return quantize_int8(weight)
         if self.format == "fp8":
             return quantize_fp8(weight)

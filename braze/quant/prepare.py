@@ -67,7 +67,8 @@ def save_quantized(loaded: LoadedModel, method: str, out: str | Path, calibratio
     if scheme.format == "gguf":
         quantized = dict(scheme.prequantized)
     else:
-        quantized = {name: scheme.quantize(w.float()) for name, w in weights.items() if _is_linear_weight(name, w)}
+        quantized = {name: scheme.quantize(w.float(), name) for name, w in weights.items()
+                     if _is_linear_weight(name, w, loaded.config.tie_word_embeddings)}
         quantized = {k: v for k, v in quantized.items() if v is not None}
     tensors: dict[str, torch.Tensor] = {}
     for name, w in weights.items():
@@ -77,8 +78,6 @@ def save_quantized(loaded: LoadedModel, method: str, out: str | Path, calibratio
         tensors[f"{name}.qweight"], tensors[f"{name}.scales"] = q.packed, q.scales
         if q.mins is not None:
             tensors[f"{name}.mins"] = q.mins
-    if loaded.config.tie_word_embeddings and "model.embed_tokens.weight" in quantized:
-        pass  # the tied head is quantized as a linear; the float table stays for the gather
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "model.safetensors"))
     config = {"format_version": 1, "method": scheme.method, "format": scheme.format, "group": scheme.group,
@@ -88,9 +87,10 @@ def save_quantized(loaded: LoadedModel, method: str, out: str | Path, calibratio
     return config
 
 
-def _is_linear_weight(name: str, w: torch.Tensor) -> bool:
-    linear = name.endswith("_proj.weight") or name in ("lm_head.weight", "model.embed_tokens.weight")
-    return linear and w.dim() == 2
+def _is_linear_weight(name: str, w: torch.Tensor, tied: bool) -> bool:
+    """Weights the model reads through a linear (a tied embedding is also the output head)."""
+    head = name == "lm_head.weight" or (tied and name == "model.embed_tokens.weight")
+    return (name.endswith("_proj.weight") or head) and w.dim() == 2
 
 
 def load_quantized(path: str | Path) -> tuple[LoadedModel, QuantScheme]:

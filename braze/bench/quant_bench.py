@@ -1,0 +1,156 @@
+"""Quantized decode and prefill on the GPU: TinyLlama-1.1B (real config, random weights), batch 1.
+
+    python -m braze.bench.quant_bench --out bench/results/quant-cuda.json
+
+For bf16 and each method: braze.LLM(..., quant=method) compiled once, then decode tokens/s (the
+difference between 1 and 1 + new_tokens generated tokens, median of repeats, CUDA graphs) and
+prefill tokens/s of a 2048-token prompt; speedups are against bf16 in the same run. Then every
+distinct weight shape of the model as a lone matmul at M = 1 (a decode GEMV), timed by CUDA-graph
+replay with a cold L2, against its own roofline: (weight bytes incl. scales + x + out) / measured
+copy bandwidth. Random weights: int4 runs round-to-nearest (AWQ changes the values, not the
+kernels or the bytes, so its speed is RTN's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+MODEL = "tinyllama-1.1b"
+METHODS = ("int8", "int4-rtn-g128", "fp8")
+SAME_SPEED_AS = {"int4-rtn-g128": "int4-awq-g128"}
+
+
+def _median(fn, repeats: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_model_method(folder: Path, method: str | None, prompt, long_prompt, new_tokens: int, repeats: int,
+                       say) -> dict:
+    import braze
+    from braze.quant.evaluate import matmul_bits_per_weight
+
+    params = lambda n: braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)  # noqa: E731
+    start = time.perf_counter()
+    llm = braze.LLM(str(folder), device="cuda", dtype="bfloat16", max_num_seqs=1, quant=method,
+                    max_model_len=len(long_prompt), max_num_batched_tokens=len(long_prompt))
+    compile_s = time.perf_counter() - start
+    first = _median(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(1)), repeats)
+    full = _median(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(new_tokens + 1)), repeats)
+    long = _median(lambda: llm.generate(prompt_token_ids=[long_prompt], sampling_params=params(1)), repeats)
+    result = {"method": method or "bf16", "decode_tok_s": new_tokens / (full - first),
+              "prefill_tok_s": len(long_prompt) / long, "bits_per_weight": round(matmul_bits_per_weight(llm.program), 3),
+              "compile_s": round(compile_s, 1)}
+    say(f"  {result['method']}: decode {result['decode_tok_s']:.0f} tok/s, prefill {result['prefill_tok_s']:.0f} "
+        f"tok/s, {result['bits_per_weight']} bits/weight")
+    del llm
+    torch.cuda.empty_cache()
+    return result
+
+
+def gemv_roofline(n: int, k: int, method: str | None, bandwidth: float, repeats: int) -> dict:
+    """One [1, k] x [n, k]^T matmul through braze's Triton kernel, vs (bytes moved) / bandwidth."""
+    from braze.bench.suite.kernels import gpu_us, graphed
+    from braze.ir.builder import GraphBuilder
+    from braze.passes.pipeline import lower
+    from braze.quant.methods import parse_method
+    from braze.runtime.executable import Executable
+
+    b = GraphBuilder(symbols={"T": 16})
+    x = b.input("x", ("T", k), "bfloat16")
+    w = b.weight("w", (torch.randn(n, k, device="cuda") * 0.02).bfloat16())
+    program = lower(b.build({"y": b.matmul(x, b.transpose(w))}), quant=parse_method(method) if method else None)
+    exe = Executable(program, backend="triton", device="cuda")
+    feeds = {"x": torch.randn(1, k, device="cuda").bfloat16()}
+    us = gpu_us(graphed(lambda: exe.run(feeds)), repeats, torch.empty(256 << 20, dtype=torch.int8, device="cuda"))
+    used = {v.buffer for kern in program.kernels for v in kern.operands}
+    weight_bytes = sum(program.weights[name].numel() * program.weights[name].element_size() for name in used
+                       if name in program.weights)
+    moved = weight_bytes + 2 * k + 2 * n
+    roof_us = 1e6 * moved / bandwidth
+    return {"method": method or "bf16", "n": n, "k": k, "us": round(us, 2), "roofline_us": round(roof_us, 2),
+            "pct_of_roofline": round(100 * roof_us / us, 1), "kernels": len(program.kernels)}
+
+
+def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048, repeats: int = 5, say=print) -> dict:
+    from braze.bench.ceilings import measure_copy_bandwidth
+    from braze.bench.suite.checkpoint import make_checkpoint
+    from braze.bench.suite.configs import MODEL_CONFIGS
+
+    if not torch.cuda.is_available():
+        raise SystemExit("quant_bench needs a CUDA GPU")
+    cfg = MODEL_CONFIGS[MODEL]
+    bandwidth = measure_copy_bandwidth("cuda")
+    say(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; checkpoint for {MODEL}")
+    folder = make_checkpoint(MODEL, cfg, "bfloat16", say=say)
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(3, cfg["vocab_size"], (16,), generator=gen).tolist()
+    long_prompt = torch.randint(3, cfg["vocab_size"], (prefill_len,), generator=gen).tolist()
+    result = {"device": torch.cuda.get_device_name(), "model": MODEL, "weights": "random (real config)",
+              "copy_bandwidth_bytes_s": bandwidth, "torch": torch.__version__, "new_tokens": new_tokens,
+              "prefill_len": prefill_len, "methods": [], "gemv": [], "errors": {}}
+    base = None
+    for method in (None,) + tuple(methods):
+        try:
+            entry = bench_model_method(folder, method, prompt, long_prompt, new_tokens, repeats, say)
+        except Exception as e:  # one method failing must not lose the others' numbers
+            result["errors"][method or "bf16"] = f"{type(e).__name__}: {e}"
+            say(f"  {method or 'bf16'} failed: {result['errors'][method or 'bf16']}")
+            continue
+        if method is None:
+            base = entry
+            result["bf16"] = entry
+            continue
+        if base:
+            entry["decode_speedup_vs_bf16"] = round(entry["decode_tok_s"] / base["decode_tok_s"], 3)
+            entry["prefill_speedup_vs_bf16"] = round(entry["prefill_tok_s"] / base["prefill_tok_s"], 3)
+        if method in SAME_SPEED_AS:
+            entry["speed_also_of"] = SAME_SPEED_AS[method]
+        result["methods"].append(entry)
+        _save(result, out)
+    h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    kv = cfg["num_key_value_heads"] * h // cfg["num_attention_heads"]
+    shapes = [(h + 2 * kv, h), (h, h), (2 * inter, h), (h, inter), (v, h)]  # qkv, o, gate|up, down, lm_head
+    for method in (None,) + tuple(methods):
+        for n, k in shapes:
+            try:
+                result["gemv"].append(gemv_roofline(n, k, method, bandwidth, repeats=50))
+            except Exception as e:
+                result["errors"][f"gemv {method} {n}x{k}"] = f"{type(e).__name__}: {e}"
+    for g in result["gemv"]:
+        say(f"  GEMV {g['method']:>14} {g['n']:>6}x{g['k']:<5} {g['us']:8.1f} us  {g['pct_of_roofline']:5.1f}% of roofline")
+    _save(result, out)
+    return result
+
+
+def _save(result: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench/results/quant-cuda.json")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--prefill-len", type=int, default=2048)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    run(args.out, tuple(m for m in args.methods.split(",") if m), args.new_tokens, args.prefill_len, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
