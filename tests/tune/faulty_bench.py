@@ -1,6 +1,6 @@
 """A real C++ kernel bench whose candidates can be made to fail on purpose (config key "fault"):
-crash (os._exit), segfault, hang, raise, or corrupt the output after computing it (a fast, wrong
-kernel). Loaded by the tuning workers from this file (Task.runner = "<this file>:FaultyBench")."""
+crash (os._exit), segfault, hang, raise, an illegal memory access (the CUDA error after which a
+worker must be replaced), or corrupt the output after computing it (a fast, wrong kernel). Loaded by the tuning workers from this file (Task.runner = "<this file>:FaultyBench")."""
 from __future__ import annotations
 
 import ctypes
@@ -28,6 +28,8 @@ class FaultyBench(KernelBench):
                 time.sleep(3600)
             if fault == "raise":
                 raise RuntimeError("this candidate does not compile")
+            if fault == "illegal_address":  # what torch raises after a kernel's out-of-bounds access
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
             run(flat)
             if fault == "wrong":
                 view_tensor(flat, self.kernel.output, self.symbols).add_(0.25)

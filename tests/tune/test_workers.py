@@ -14,7 +14,7 @@ from braze.tune.workers import WorkerPool
 FAULTY = f"{Path(__file__).with_name('faulty_bench.py')}:FaultyBench"
 
 
-def test_crash_segfault_hang_raise_and_wrong_candidates_do_not_stop_tuning(cache_dir, linear_unit):
+def test_crashing_hanging_failing_and_wrong_candidates_do_not_stop_tuning(cache_dir, linear_unit):
     program, unit = linear_unit
     device = device_info("cpu")
     good = {"mb": 8, "nr": 2, "threads": 1}
@@ -23,15 +23,15 @@ def test_crash_segfault_hang_raise_and_wrong_candidates_do_not_stop_tuning(cache
     KernelBench(unit.task).check(other)
     unit = dataclasses.replace(unit, task=dataclasses.replace(unit.task, runner=FAULTY))
     configs = [{**good, "fault": "crash"}, good, {**good, "fault": "hang"}, {**good, "fault": "segfault"},
-               {**good, "fault": "wrong"}, {**good, "fault": "raise"}, other]
+               {**good, "fault": "wrong"}, {**good, "fault": "raise"}, {**good, "fault": "illegal_address"}, other]
     db = TuningDB(cache_dir / "tune.db")
     with WorkerPool(workers=1, timeout_s=6) as pool:
         results = dict((config_text(c), r) for c, r in measure_unit(pool, db, device, unit, configs, repeats=3))
-        assert pool.restarts == 3  # crash, hang, segfault: each worker replaced
+        assert pool.restarts == 4  # crash, hang, segfault, illegal address: each worker replaced
     status = {c.get("fault", "none") if "fault" in c else config_text(c): results[config_text(c)].status
               for c in configs}
     assert status == {"crash": "crash", config_text(good): "ok", "hang": "timeout", "segfault": "crash",
-                      "wrong": "wrong", "raise": "error", config_text(other): "ok"}
+                      "wrong": "wrong", "raise": "error", "illegal_address": "crash", config_text(other): "ok"}
     assert "does not compile" in results[config_text({**good, "fault": "raise"})].error
     wrong = results[config_text({**good, "fault": "wrong"})]
     assert wrong.max_error > 0.01 and wrong.time_us is None
