@@ -38,13 +38,15 @@ class KernelBench:
         self.kernel = self.program.kernels[0]
         self.bounds = dict(task.bounds)
         self.symbols = dict(task.symbols)
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator(device=self.device).manual_seed(0)
         base = {b.name: self._fill(b, gen) for b in self.program.buffers}
         set_bytes = sum(t.numel() * t.element_size() for t in base.values())
         sets = max(1, min(MAX_SETS, ROTATION_BYTES[self.device.type] // max(set_bytes, 1)))
-        self.pristine = {n: t.clone() for n, t in base.items()}
+        # weights are never written: the fresh copy (for the check) and the reference share them
+        written = {b.name for b in self.program.buffers if b.kind != "weight"}
+        self.pristine = {n: t.clone() for n, t in base.items() if n in written}
         self.sets = [base] + [{n: t.clone() for n, t in base.items()} for _ in range(sets - 1)]
-        reference = {n: t.clone() for n, t in base.items()}
+        reference = {n: t.clone() if n in written else t for n, t in base.items()}
         run_program(self.program, reference, self.symbols)
         self.reference = view_tensor(reference, self.kernel.output, self.symbols).clone()
         self.out_dtype = self.program.buffer(self.kernel.output.buffer).dtype
@@ -56,26 +58,24 @@ class KernelBench:
         n = _numel(resolve(b.shape, self.bounds))
         dtype = TORCH_DTYPE[b.dtype]
         if dtype.is_floating_point:
-            return (0.5 * torch.randn(n, generator=gen)).to(dtype).to(self.device)
-        return self._indices(b, n, gen).to(dtype).to(self.device)
+            return (0.5 * torch.randn(n, generator=gen, device=self.device)).to(dtype)
+        return self._indices(b, n).to(dtype).to(self.device)
 
-    def _indices(self, b, n: int, gen) -> torch.Tensor:
+    def _indices(self, b, n: int) -> torch.Tensor:
         """Valid values for an index operand, by what the kernel reads it as."""
         k = self.kernel
         uses = [i for i, v in enumerate(k.operands) if v.buffer == b.name]
         if k.kind == "gather" and 1 in uses:
             rows = resolve(k.operands[0].shape, self.bounds)[0]
-            return torch.randint(0, rows, (n,), generator=gen)
+            return torch.randint(0, rows, (n,), generator=torch.Generator().manual_seed(1))
         if k.kind == "rope" and 1 in uses:
             rows = resolve(k.operands[2].shape, self.bounds)[0]
             return torch.arange(n) % rows
         if k.kind == "attention" and 4 in uses:  # positions: decode reads a long context, prefill its prompt
             cache_rows = resolve(k.operands[1].shape, self.bounds)[2]
-            t = self.symbols.get(k.operands[0].shape[0], k.operands[0].shape[0]) if isinstance(
-                k.operands[0].shape[0], str) else k.operands[0].shape[0]
             if self.task.bucket == 1:
                 return torch.full((n,), min(cache_rows, DECODE_CONTEXT) - 1)
-            return torch.arange(n).clamp(max=cache_rows - 1) if t else torch.zeros(n)
+            return torch.arange(n).clamp(max=cache_rows - 1)
         return torch.zeros(n)  # slots, and anything else: 0 is valid everywhere
 
     def _reset(self, flat: dict) -> None:
