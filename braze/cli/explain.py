@@ -26,6 +26,7 @@ def _us(value) -> str:
 def run_explain(args) -> int:
     from braze.api import default_device
     from braze.bench.ceilings import measure_ceilings
+    from braze.tune.choose import picks_allowed
     from braze.tune.cost_model import CostModel
     from braze.tune.db import TuningDB
     from braze.tune.device import device_info
@@ -44,7 +45,8 @@ def run_explain(args) -> int:
             ceilings = measure_ceilings("cuda" if info.kind == "cuda" and torch.cuda.is_available() else "cpu", dtype)
             step("explaining")
             model = CostModel.for_device(db, info, retrain=False)
-            reports = explain_program(program, info, db, model, ceilings.bandwidth_bytes_s, ceilings.matmul_flops)
+            reports = explain_program(program, info, db, model, ceilings.bandwidth_bytes_s, ceilings.matmul_flops,
+                                      model_picks=picks_allowed(model, info))
     finally:
         db.close()
     if args.json:

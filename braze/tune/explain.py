@@ -45,21 +45,27 @@ def _runner_up(chosen: dict, source: str, records, space_preds) -> str:
         slower = 100.0 * (second.time_us / best.time_us - 1)
         return (f"{config_label(second.config_dict)}: measured {second.time_us:.1f} us, {slower:.1f}% slower "
                 f"({len(ok)} measured){note}")
-    if source == "model" and len(space_preds) > 1:
-        ordered = sorted(space_preds, key=lambda p: p[1])
+    ordered = sorted(space_preds, key=lambda p: p[1])
+    if source == "model" and len(ordered) > 1:
         (_, best), (config, second) = ordered[0], ordered[1]
         return f"{config_label(config)}: predicted {second:.1f} us vs {best:.1f} us (not measured)"
-    return "not tuned: no measurements and no cost model for this target"
+    if ordered and ordered[0][0] != chosen:
+        config, best = ordered[0]
+        return (f"the cost model's pick {config_label(config)} (predicted {best:.1f} us) is not measured or not "
+                f"clearly faster; `braze tune` measures it")
+    return "not tuned: no measurements and no cost model for this target; `braze tune` measures candidates"
 
 
 def explain_program(program: Program, device, db=None, model=None, bandwidth: float = 0.0,
-                    peak_flops: float = 0.0) -> list[KernelReport]:
+                    peak_flops: float = 0.0, model_picks: bool = True) -> list[KernelReport]:
     """One KernelReport per distinct (kernel structure, bucket) in program order; bandwidth in
-    bytes/s and peak_flops in FLOP/s give the roofline (0: not known)."""
+    bytes/s and peak_flops in FLOP/s give the roofline (0: not known). The model predicts times;
+    model_picks: whether its picks are used unmeasured (choose.picks_allowed), as LLM(...) does."""
     reports = []
     for unit in tunable_units(program, device):
         k = unit.kernel
-        choice = choose_config(k, program, unit.bucket, unit.symbols, device, db, model, unit.key)
+        choice = choose_config(k, program, unit.bucket, unit.symbols, device, db, model if model_picks else None,
+                               unit.key)
         work = kernel_work(k, program, unit.symbols, unit.bucket)
         records = db.records(unit.key, unit.bucket, device) if db is not None else []
         measured = next((r.time_us for r in records if r.status == "ok" and r.config == config_text(choice.config)),
