@@ -109,6 +109,10 @@ class CostModel:
             return None
         if meta.get("features") != list(FEATURE_NAMES):
             return None  # trained on other features: retrain
+        if not text.startswith("pickle:") and backend_name() != "lightgbm":
+            from braze.debug import log
+            log(1, f"cost model {path.name} needs lightgbm (not installed): heuristics only")
+            return None
         try:
             if text.startswith("pickle:"):
                 import base64
