@@ -15,15 +15,22 @@ from braze.errors import BrazeError
 from braze.passes.memory import ELEMENT_BYTES
 
 
-def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _prefill_and_decode_seconds(run, new_tokens: int, repeats: int) -> tuple[float, float]:
+    """(median seconds of a 1-token generation, median seconds of the new_tokens decode steps). Each
+    repeat times run(1) and run(new_tokens + 1) back to back and keeps their difference: paired
+    differences share the machine's load at that moment, where a difference of two medians taken
+    minutes apart can even come out negative on a busy machine."""
+    run(1)(), run(new_tokens + 1)()  # warm-up
+    firsts, decodes = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        run(1)()
+        mid = time.perf_counter()
+        run(new_tokens + 1)()
+        end = time.perf_counter()
+        firsts.append(mid - start)
+        decodes.append((end - mid) - (mid - start))
+    return statistics.median(firsts), statistics.median(decodes)
 
 
 def decode_bytes_per_token(llm, context: int) -> int:
@@ -78,8 +85,7 @@ def run_llm_bench(model: str, device: str = "cpu", dtype: str = "float32", promp
         return lambda: llm.generate(prompt_token_ids=[prompt],
                                     sampling_params=SamplingParams(max_tokens=n, temperature=0, ignore_eos=True))
     say("timing braze")
-    braze_first = _median_seconds(braze_run(1), repeats)
-    braze_full = _median_seconds(braze_run(new_tokens + 1), repeats)
+    braze_first, braze_decode_s = _prefill_and_decode_seconds(braze_run, new_tokens, repeats)
 
     say("loading the transformers reference")
     ref = load_reference(model, dtype).to(device)
@@ -92,13 +98,12 @@ def run_llm_bench(model: str, device: str = "cpu", dtype: str = "float32", promp
                              pad_token_id=llm.tokenizer.eos_token_ids[0] if llm.tokenizer.eos_token_ids else 0)
         return run
     say("timing transformers")
-    hf_first = _median_seconds(hf_run(1), repeats)
-    hf_full = _median_seconds(hf_run(new_tokens + 1), repeats)
+    hf_first, hf_decode_s = _prefill_and_decode_seconds(hf_run, new_tokens, repeats)
 
     context = prompt_len + new_tokens // 2
     step_bytes = decode_bytes_per_token(llm, context)
-    braze_decode = new_tokens / (braze_full - braze_first)
-    hf_decode = new_tokens / (hf_full - hf_first)
+    braze_decode = new_tokens / braze_decode_s
+    hf_decode = new_tokens / hf_decode_s
     roofline = bandwidth / step_bytes
     return {
         "model": model, "device": device, "dtype": dtype, "machine": platform.processor() or platform.machine(),
