@@ -18,6 +18,12 @@ def add_serve_args(p) -> None:
     p.add_argument("--max-num-seqs", type=int, default=16, help="requests decoded together")
     p.add_argument("--max-num-batched-tokens", type=int, default=512,
                    help="tokens per model step (prompt chunks + one per decoding request)")
+    p.add_argument("--kv-block-size", type=int, default=None,
+                   help="a paged KV cache of blocks of this many tokens, with prefix caching (default: one "
+                        "max-model-len slot per sequence)")
+    p.add_argument("--num-kv-blocks", type=int, default=None,
+                   help="blocks in the paged cache (default: enough for max-num-seqs full contexts; fewer "
+                        "admits as many requests and preempts when they grow past it)")
 
 
 def served_name(model: str) -> str:
@@ -31,10 +37,13 @@ def run_serve(args) -> int:
 
     with load_progress(sys.stderr.isatty()) as step:
         llm = LLM(args.model, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
-                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens, progress=step)
+                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens, progress=step,
+                  quant=getattr(args, "quant", None), kv_block_size=args.kv_block_size,
+                  num_kv_blocks=args.num_kv_blocks)
     name = args.served_model_name or served_name(args.model)
     app = build_app(llm, name, api_key=args.api_key)
+    cache = f"paged KV cache, {args.kv_block_size}-token blocks" if args.kv_block_size else "slot KV cache"
     print(f"braze: serving {name!r} ({llm.device}, {llm.dtype}, context {llm.max_model_len}, "
-          f"{args.max_num_seqs} sequences) on http://{args.host}:{args.port}/v1", file=sys.stderr)
+          f"{args.max_num_seqs} sequences, {cache}) on http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

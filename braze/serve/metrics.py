@@ -22,8 +22,9 @@ class _EngineStateCollector:
         s = self.snapshot()
         yield GaugeMetricFamily("braze_requests_waiting", "Requests queued, not yet admitted", value=s["waiting"])
         yield GaugeMetricFamily("braze_requests_running", "Requests in the running batch", value=s["running"])
-        yield GaugeMetricFamily("braze_kv_cache_used_tokens", "KV cache rows held by requests", value=s["kv_used"])
-        yield GaugeMetricFamily("braze_kv_cache_total_tokens", "KV cache rows in all", value=s["kv_total"])
+        # the cache manager's units: blocks of the paged cache; the slot cache counts one-token blocks
+        yield GaugeMetricFamily("braze_kv_cache_used_blocks", "KV cache blocks held by requests", value=s["kv_used"])
+        yield GaugeMetricFamily("braze_kv_cache_total_blocks", "KV cache blocks in all", value=s["kv_total"])
         yield GaugeMetricFamily("braze_kv_cache_usage_ratio", "Fraction of the KV cache in use",
                                 value=s["kv_used"] / max(s["kv_total"], 1))
         yield CounterMetricFamily("braze_preemptions", "Requests preempted (recomputed later) for cache room",

@@ -76,12 +76,12 @@ def metric(server, name: str, labels: str = "") -> float:
 
 def test_metrics_are_prometheus_text_prefixed_braze(server, client):
     client.completions.create(model=MODEL, prompt="Hi", max_tokens=3, temperature=0)
-    for name in ("braze_requests_waiting", "braze_requests_running", "braze_kv_cache_used_tokens",
-                 "braze_kv_cache_total_tokens", "braze_generation_tokens_total", "braze_prompt_tokens_total",
+    for name in ("braze_requests_waiting", "braze_requests_running", "braze_kv_cache_used_blocks",
+                 "braze_kv_cache_total_blocks", "braze_generation_tokens_total", "braze_prompt_tokens_total",
                  "braze_time_to_first_token_seconds_count", "braze_time_per_output_token_seconds_count",
                  "braze_preemptions_total"):
         metric(server, name)
-    assert metric(server, "braze_kv_cache_total_tokens") == 8 * 256
+    assert metric(server, "braze_kv_cache_total_blocks") == 8 * 256
     assert metric(server, "braze_time_to_first_token_seconds_count") >= 1
 
 
@@ -101,7 +101,7 @@ def test_a_client_leaving_mid_stream_frees_its_cache(server):
         time.sleep(0.02)
     stats = server.engine_stats
     assert stats["kv_used"] == 0 and stats["running"] == 0
-    assert metric(server, "braze_kv_cache_used_tokens") == 0
+    assert metric(server, "braze_kv_cache_used_blocks") == 0
     assert metric(server, "braze_requests_finished_total", '{finish_reason="abort"}') == aborted + 1
 
 
