@@ -137,11 +137,13 @@ def _triton_matmul_space(k: Kernel, program: Program, bucket: int, device: Devic
                         "num_stages": stages, "split_k": split, "group_m": 8})
     if bucket in (16, 64, 0):
         block_ms = [16] if bucket == 16 else [32, 64] if bucket == 64 else [64, 128]
-        for bm, bn, bk, warps, stages in itertools.product(block_ms, [64, 128], [32, 64, 128], [4, 8], [3, 4]):
+        group_ms = [1, 8] if bucket == 0 else [8]  # grouped tile order (L2 reuse) matters with many M tiles
+        for bm, bn, bk, warps, stages, group in itertools.product(block_ms, [64, 128], [32, 64, 128], [4, 8], [3, 4],
+                                                                  group_ms):
             if bk > kp2 or (esize == 4 and bk > 64) or not smem_fits(bm, bn, bk, stages) or bm * bn > 16384:
                 continue
             out.append({"variant": "gemm", "block_m": bm, "block_n": bn, "block_k": bk, "num_warps": warps,
-                        "num_stages": stages, "split_k": 1, "group_m": 8})
+                        "num_stages": stages, "split_k": 1, "group_m": group})
     if bucket in (64, 0) and library_eligible(g):
         default = _triton_matmul_default(k, program, bucket, device)
         out.append({**default, "variant": "library"})
