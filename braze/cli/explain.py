@@ -56,12 +56,14 @@ def run_explain(args) -> int:
     else:
         table = Table(title=f"{args.model} on {info.name}: {len(program.kernels)} kernels; {ceilings.summary()}",
                       show_lines=True)
-        for col in ("kernel", "fused ops", "bucket", "config (source)", "pred us", "meas us", "MB", "GFLOP",
+        for col in ("kernel", "fused ops (weights read)", "bucket", "config (source)", "pred us", "meas us", "MB", "GFLOP",
                     "% roofline", "runner-up"):
             table.add_column(col, overflow="fold")
         for r in reports:
             name = r.kernels[0] + (f" (+{len(r.kernels) - 1} alike)" if len(r.kernels) > 1 else "")
-            table.add_row(name, " ".join(r.fused_ops), f"{r.bucket} ({r.rows} rows)", f"{r.config} ({r.source})",
+            weights = ", ".join(w.removeprefix("model.") for w in r.weights)
+            table.add_row(name, " ".join(r.fused_ops) + (f"\n[dim]{weights}[/dim]" if weights else ""),
+                          f"{r.bucket} ({r.rows} rows)", f"{r.config} ({r.source})",
                           _us(r.predicted_us), _us(r.measured_us), f"{r.bytes / 1e6:.2f}", f"{r.flops / 1e9:.3f}",
                           "-" if r.roofline_pct is None else f"{r.roofline_pct:.0f}%", r.runner_up)
         Console(width=200).print(table)

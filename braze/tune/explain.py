@@ -17,6 +17,7 @@ class KernelReport:
     kernels: list[str]          # every kernel of the program with this structure (one per layer)
     kind: str
     fused_ops: list[str]        # Kernel.sources: the graph ops in the kernel, prologue to epilogue
+    weights: list[str]          # the model parameters it reads (first kernel of the group): which layer op it is
     bucket: int
     rows: int                   # M / tokens / rows it was measured or predicted at
     config: str
@@ -79,7 +80,8 @@ def explain_program(program: Program, device, db=None, model=None, bandwidth: fl
         roofline_us = 1e6 * max(ceilings)
         actual = measured or predicted
         reports.append(KernelReport(
-            unit.kernels, k.kind, list(k.sources), unit.bucket, work["m"], config_label(choice.config), choice.source,
+            unit.kernels, k.kind, list(k.sources),
+            sorted({v.buffer for v in k.operands if program.buffer(v.buffer).kind == "weight"}), unit.bucket, work["m"], config_label(choice.config), choice.source,
             predicted, measured, int(work["bytes"]), int(work["flops"]), roofline_us,
             100.0 * roofline_us / actual if actual and roofline_us else None,
             _runner_up(choice.config, choice.source, records, space_preds)))
