@@ -36,7 +36,8 @@ from braze.ir.kernel import Kernel
 LOG2E = 1.4426950408889634
 
 # Tuning knobs (read when the program is emitted; they are baked into its source).
-DECODE_MAX_T = 16          # T at or below this takes the split-KV decode path
+DECODE_MAX_T = 128         # T at or below this takes the split-KV decode path (a decode step of
+                           # 64 sequences through the prefill kernel: 290 us, one pass per slot)
 DECODE_BN = 64             # cache rows per inner step of a decode program
 DECODE_WARPS, DECODE_STAGES = 4, 2
 DECODE_MIN_ROWS_PER_SPLIT = 128   # bounds the number of splits by the cache length
