@@ -22,7 +22,7 @@ from braze.tune.device import DeviceInfo, device_info
 from braze.tune.extract import structure_key
 from braze.tune.features import features
 from braze.tune.knobs import Knobs
-from braze.tune.space import TUNABLE, buckets, default_config, search_space
+from braze.tune.space import buckets, default_config, search_space, tunable
 
 TARGET_DEVICE = {"cpp": "cpu", "triton": "cuda"}
 # The model's pick replaces the heuristic's config only when predicted this much faster: an
@@ -59,7 +59,7 @@ def choose_knobs(program: Program, device: DeviceInfo, db=None, model=None) -> P
     cache: dict[tuple[str, int], Choice] = {}
     kernels = []
     for k in program.kernels:
-        if k.kind not in TUNABLE.get(device.target, ()):
+        if not tunable(k, device.target):
             kernels.append(k)
             continue
         key = structure_key(k, program)

@@ -27,6 +27,13 @@ BUCKETS = {
 }
 
 
+def tunable(k: Kernel, target: str) -> bool:
+    """Kernels with a search space. Quantized matmuls (packed weights, their own tile rules) and
+    batch-invariant kernels (one fixed config for every M, so results do not depend on the batch)
+    keep their emitters' configs."""
+    return k.kind in TUNABLE.get(target, ()) and not k.attr("quant") and not k.attr("batch_invariant")
+
+
 def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 

@@ -19,7 +19,7 @@ from braze.tune.device import DeviceInfo
 from braze.tune.extract import Task, make_task, structure_key
 from braze.tune.features import features
 from braze.tune.knobs import config_text
-from braze.tune.space import TUNABLE, buckets, default_config, search_space
+from braze.tune.space import buckets, default_config, search_space, tunable
 from braze.tune.workers import Job, WorkerPool
 
 FRACTION = 0.2  # of each space measured by guided search
@@ -49,7 +49,7 @@ class Unit:
 def tunable_units(program: Program, device: DeviceInfo) -> list[Unit]:
     units: dict[tuple[str, int], Unit] = {}
     for k in program.kernels:
-        if k.kind not in TUNABLE.get(device.target, ()):
+        if not tunable(k, device.target):
             continue
         key = None
         for bucket, symbols in buckets(k, program, device.target).items():
