@@ -17,6 +17,7 @@ from braze.errors import InvalidArgumentError, UnsupportedArchitectureError
 from braze.frontend import load_model
 from braze.models.config import SUPPORTED_ARCHITECTURES
 from braze.models.llama import MODEL_BUILDERS, PagedLayout
+from braze.passes.batch_invariant import batch_invariant_default, make_batch_invariant
 from braze.passes.pipeline import lower
 from braze.tune.choose import tune_step
 from braze.runtime.engine import Engine
@@ -98,6 +99,8 @@ class LLM:
     kv_block_size: a paged KV cache of blocks of this many tokens (default: one slot of max_model_len
     per sequence), num_kv_blocks of them (default: enough for max_num_seqs full contexts), shared
     prompt prefixes cached and reused unless prefix_caching=False (braze/runtime/kv_blocks.py).
+    batch_invariant: a request's greedy output is the same alone or in any batch (one kernel config
+    for every step size, braze/passes/batch_invariant.py); default on, unless BRAZE_BATCH_INVARIANT=0.
     """
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "float32", *,
@@ -105,7 +108,8 @@ class LLM:
                  backend: str | None = None, enforce_eager: bool = False, dump_dir: str | None = None,
                  progress: Callable[[str], None] | None = None, quant: str | None = None,
                  calibration_text: str | None = None, kv_block_size: int | None = None,
-                 num_kv_blocks: int | None = None, prefix_caching: bool = True):
+                 num_kv_blocks: int | None = None, prefix_caching: bool = True,
+                 batch_invariant: bool | None = None):
         device = device or default_device()
         _check_choice("device", device, DEVICES)
         _check_choice("dtype", dtype, DTYPES)
@@ -141,6 +145,9 @@ class LLM:
         del graph
         # knobs per kernel: the tuning database's best, else the cost model's pick, else the heuristics
         self.program = tune_step(self.program, backend)
+        self.batch_invariant = batch_invariant_default() if batch_invariant is None else bool(batch_invariant)
+        if self.batch_invariant and backend == "triton":  # the C++ kernels are batch invariant as they are
+            self.program = make_batch_invariant(self.program)
         report(f"compiling kernels ({backend})")
         self.executable = Executable(self.program, backend=backend, device=device)
         self.engine = Engine(self.executable, max_num_seqs, self.max_model_len, max(step_tokens, max_num_seqs),

@@ -24,6 +24,9 @@ def add_serve_args(p) -> None:
     p.add_argument("--num-kv-blocks", type=int, default=None,
                    help="blocks in the paged cache (default: enough for max-num-seqs full contexts; fewer "
                         "admits as many requests and preempts when they grow past it)")
+    p.add_argument("--no-batch-invariant", dest="batch_invariant", action="store_false", default=None,
+                   help="let GPU kernels pick their reduction order by the step's size (faster; a request's "
+                        "output may then change in the last bits with what else is in the batch)")
 
 
 def served_name(model: str) -> str:
@@ -39,7 +42,7 @@ def run_serve(args) -> int:
         llm = LLM(args.model, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
                   max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens, progress=step,
                   quant=getattr(args, "quant", None), kv_block_size=args.kv_block_size,
-                  num_kv_blocks=args.num_kv_blocks)
+                  num_kv_blocks=args.num_kv_blocks, batch_invariant=getattr(args, "batch_invariant", None))
     name = args.served_model_name or served_name(args.model)
     app = build_app(llm, name, api_key=args.api_key)
     cache = f"paged KV cache, {args.kv_block_size}-token blocks" if args.kv_block_size else "slot KV cache"

@@ -24,11 +24,15 @@ short context does little work. Partials (normalised output and log2-sum-exp) go
 buffer allocated once per shape (CUDA-graph safe). The last split of a (token, kv head) to finish,
 as counted by an atomic counter that it then resets, combines the partials and writes the output:
 one launch, no second kernel (the CUDA samples' threadFenceReduction pattern).
+
+Batch invariant (attr batch_invariant, braze/codegen/triton/invariant.py): every T takes the decode
+kernel, with splits of SPLIT rows (a compile-time constant) instead of a count from T and the SMs.
 """
 from __future__ import annotations
 
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
+from braze.codegen.triton.invariant import invariant_split_rows
 from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel
@@ -204,13 +208,16 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
                        O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
                        H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
                        D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
-                       FP32: tl.constexpr):
+                       FP32: tl.constexpr, SPLIT: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
     slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
     n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-    per = tl.cdiv(tl.cdiv(n, NS), BN) * BN
+    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
+        per = SPLIT
+    else:
+        per = tl.cdiv(tl.cdiv(n, NS), BN) * BN
     lo = sp * per
     hi = tl.minimum(lo + per, n)
     g = tl.arange(0, GP)
@@ -326,10 +333,22 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
         f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, C, ns, {qk_scale!r}, {common}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
-        f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']})\n"
+        f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
         f"    else:\n"
         f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "
         f"BM={pre['block_m']}, BN={pre['block_n']}, num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
+    if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
+        split = invariant_split_rows(c_bound, dec["block_n"])
+        ns = _cdiv(c_bound, split)
+        launch = (
+            f"    T = {ctx.dim(tdim)}\n"
+            f"    C = {ctx.dim(cdim)}\n"
+            f"    if T == 0:\n        return\n"
+            f"    po, pl, cnt = _braze_attn_scratch({o}.device, {max(1, t_bound)}, {h}, {hkv}, {next_pow2(ns)}, {dp})\n"
+            f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, C, {ns}, {qk_scale!r}, {common}, "
+            f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, "
+            f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
+            f"num_stages={dec['num_stages']}, SPLIT={split})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
     return EmittedKernel(jit, launch, [HELPERS])

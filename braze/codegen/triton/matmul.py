@@ -24,7 +24,9 @@ The epilogue runs on the float32 accumulator tile and stores with masks, convert
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
 constexpr when static (they are for weights). Tunables come from the kernel's `knobs` (braze.tune:
 tuned, or the cost model's pick), else from `matmul_config` (one call per M bucket at emit time).
-A config's variant is "gemv", "gemm" or "library" (cuBLAS, matmul_library.py).
+A config's variant is "gemv", "gemm" or "library" (cuBLAS, matmul_library.py). A kernel with attr
+`batch_invariant` (braze/passes/batch_invariant.py) has one launch for every M: KERNEL_gemm with
+invariant.py's config, so a row's sums never depend on how many rows share the step.
 
 If the output may overlap a non-weight operand (in-place `x = x + W @ rms(x)`), programs of
 other N blocks would read rows already overwritten: the launcher then snapshots those operands
@@ -36,6 +38,7 @@ from dataclasses import dataclass, replace
 
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
+from braze.codegen.triton.invariant import invariant_matmul_config
 from braze.codegen.triton.matmul_library import WORKSPACE_HELPER as LIBRARY_WORKSPACE_HELPER
 from braze.codegen.triton.matmul_library import library_eligible, library_launch, library_sources
 from braze.codegen.triton.module import EmitContext, EmittedKernel
@@ -444,16 +447,27 @@ def _braze_matmul_workspace(device, numel):
 '''
 
 
+def _gemm_launch(c: MatmulConfig, args: str) -> list[str]:
+    tune = f"num_warps={c.num_warps}, num_stages={c.num_stages}"
+    return [f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)",
+            f"        KERNEL_gemm[grid]({args}, M, N, K, BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, "
+            f"BLOCK_K={c.block_k}, GROUP_M={c.group_m}, EVEN_K=K % {c.block_k} == 0, {tune})"]
+
+
 def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     from braze.codegen.triton.matmul_quant import QuantGen  # packed weights: the B chunk is dequantized
     g = QuantGen(k, ctx) if k.attr("quant") else _Gen(k, ctx)
     n_int = g.n_dim if isinstance(g.n_dim, int) else 4096
     k_int = g.k_dim if isinstance(g.k_dim, int) else 4096
-    configs = {mb: chosen_matmul_config(g, mb, n_int, k_int) for mb in M_BUCKETS}
+    invariant = bool(k.attr("batch_invariant"))  # one config for every M (invariant.py)
+    if invariant:
+        configs = dict.fromkeys(M_BUCKETS, invariant_matmul_config(n_int, k_int, g.wdtype))
+    else:
+        configs = {mb: chosen_matmul_config(g, mb, n_int, k_int) for mb in M_BUCKETS}
     if _uses_rowred(g.epilogue):  # the split-K epilogue kernel has no row reductions
         configs = {mb: (MatmulConfig(c.variant, c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, 1,
                                      c.group_m)) for mb, c in configs.items()}
-    src = g.gemv() + "\n\n" + g.gemm()
+    src = g.gemm() if invariant else g.gemv() + "\n\n" + g.gemm()
     use_library = any(c.variant == "library" for c in configs.values())
     if use_library and not library_eligible(g):
         raise CompilationError(f"kernel {k.name}: a library (cuBLAS) config was chosen, but the kernel is not eligible")
@@ -479,7 +493,10 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             return f"    {kw} M == 1:"
         return f"    {kw} M <= {mb}:" if mb else "    else:"
 
-    for idx, mb in enumerate(M_BUCKETS):
+    if invariant:  # no branch on M: every step size runs this one launch
+        c = configs[M_BUCKETS[0]]
+        launch += [line[4:] for line in _gemm_launch(c, args)]
+    for idx, mb in enumerate(() if invariant else M_BUCKETS):
         c = configs[mb]
         launch.append(cond(mb, idx == 0))
         tune = f"num_warps={c.num_warps}, num_stages={c.num_stages}"
@@ -504,9 +521,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         elif c.variant == "library":
             launch += library_launch(g, operands, out)
         else:
-            launch.append(f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)")
-            launch.append(f"        KERNEL_gemm[grid]({args}, M, N, K, BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, "
-                          f"BLOCK_K={c.block_k}, GROUP_M={c.group_m}, EVEN_K=K % {c.block_k} == 0, {tune})")
+            launch += _gemm_launch(c, args)
     helpers = [WORKSPACE_HELPER] if any(c.split_k > 1 for c in configs.values()) else []
     if use_library:
         helpers.append(LIBRARY_WORKSPACE_HELPER)

@@ -22,6 +22,10 @@ sequence's rows 0..max position of the pass in BN chunks; chunks below every row
 without the causal mask. A row's result depends only on its own position (chunks start at row 0
 and a chunk wholly masked for a row leaves its accumulators exactly unchanged), so how a prompt is
 cut into chunks does not change it.
+
+Batch invariant (attr batch_invariant, braze/codegen/triton/invariant.py): every T takes the decode
+kernel, so a decode token gives the same bits in a 129-token mixed step as alone (the prefill
+kernel's tiles of tokens sum a row's scores in another order than decode's tiles of heads).
 """
 from __future__ import annotations
 
@@ -277,5 +281,16 @@ def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"        _braze_paged_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, T, {nrows}, {qk_scale!r}, "
         f"{common}, GROUP={group}, BM={PREFILL_BM}, BN={PREFILL_BN}, "
         f"num_warps={PREFILL_WARPS}, num_stages={PREFILL_STAGES})\n")
+    if k.attr("batch_invariant"):  # every token, chunked prefill included, through the decode kernel
+        po_rows = max(1, t_bound)
+        combine = combine.replace("        ", "    ", 1)
+        launch = (
+            f"    T = {ctx.dim(tdim)}\n"
+            f"    if T == 0:\n        return\n"
+            f"    po, pl = _braze_paged_scratch({o}.device, {po_rows}, {h}, {nsp}, {dp})\n"
+            f"    _braze_paged_decode[(T, {hkv}, {ns})]({args}, po, pl, {o}, {nrows}, {qk_scale!r}, {common}, "
+            f"H={h}, GROUP={group}, GP={gp}, NSP={nsp}, SPLIT={SPLIT_ROWS}, BN={DECODE_BN}, DIRECT={ns == 1}, "
+            f"num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
+            f"{combine}")
     jit = f"# paged attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_paged_* (module helpers)\n"
     return EmittedKernel(jit, launch, [HELPERS])
