@@ -10,10 +10,6 @@ alpha picked from a grid by the error of the quantized group's output on calibra
 The 1/s goes into the preceding RMSNorm's weight (or V's rows, or up's rows), so the float model
 is unchanged and the quantize pass then rounds the scaled weights to nearest (RTN). Salient input
 channels (large |X|) get larger weights, so less relative rounding error where it matters most.
-
-Then AWQ's clipping search: per row and group, the weight range is shrunk by the ratio in
-1, 0.95, ..., 0.5 that minimizes that group's output error on the calibration activations, and
-the weights are clamped to it (outliers cost less than the rounding step they would widen).
 """
 from __future__ import annotations
 
@@ -29,9 +25,7 @@ from braze.models.rope import rope_tables
 from braze.quant.formats import fake_quantize_int4
 
 ALPHAS = tuple(i / 10 for i in range(10))  # 0 (plain RTN) .. 0.9
-ERROR_TOKENS = 128  # calibration rows the error is measured on (all rows give the channel means)
-CLIP_RATIOS = tuple(1 - i / 20 for i in range(11))  # 1 .. 0.5
-CLIP_TOKENS = 32
+ERROR_TOKENS = 256  # calibration rows the error is measured on (all rows give the channel means)
 
 
 def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -56,28 +50,6 @@ def search_scales(x: torch.Tensor, weights: list[torch.Tensor], group: int, zero
     return best[0], best[2]
 
 
-def search_clip(x: torch.Tensor, w: torch.Tensor, group: int, zero_point: bool) -> torch.Tensor:
-    """w [N, K] clamped per (row, group) to the shrunk range minimizing that group's output error."""
-    n, k = w.shape
-    xs = x[:: max(1, x.shape[0] // CLIP_TOKENS)]
-    out = w.clone()
-    for g0 in range(0, k, group):
-        wg, xg = w[:, g0:g0 + group], xs[:, g0:g0 + group]  # [N, G], [T, G]
-        ref = xg @ wg.T
-        lo0, hi0 = wg.amin(1, keepdim=True), wg.amax(1, keepdim=True)
-        best_err = torch.full((n,), math.inf)
-        best = wg
-        for ratio in CLIP_RATIOS:
-            clipped = wg.clamp(lo0 * ratio, hi0 * ratio)
-            q = fake_quantize_int4(clipped, clipped.shape[1], zero_point)  # this group alone
-            err = (xg @ q.T - ref).pow(2).sum(0)  # per row
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best = torch.where(better[:, None], clipped, best)
-        out[:, g0:g0 + group] = best
-    return out
-
-
 def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor], calibration_ids: list[int],
                       group: int, zero_point: bool = True) -> dict[str, torch.Tensor]:
     """A copy of `weights` (HF names, float) with AWQ scales folded in (the same float model)."""
@@ -90,13 +62,11 @@ def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor], cal
     H, Hkv, D = c.num_heads, c.num_kv_heads, c.head_dim
     x = w["model.embed_tokens.weight"][tokens]
     alphas = []
-    clipped: dict[str, torch.Tensor] = {}  # weight name -> its (scaled) calibration input, clipped below
 
     def scale_group(inp: torch.Tensor, names: list[str]) -> torch.Tensor:
         s, alpha = search_scales(inp, [w[n] for n in names], group, zero_point)
         for n in names:
             w[n] = w[n] * s
-            clipped[n] = inp / s  # the input the scaled weight will see
         alphas.append(alpha)
         return s
 
@@ -134,9 +104,5 @@ def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor], cal
             s = scale_group(act, [p + "mlp.down_proj.weight"])
             w[p + "mlp.up_proj.weight"] = w[p + "mlp.up_proj.weight"] / s[:, None]
             x = x + F.linear(act / s, w[p + "mlp.down_proj.weight"])
-            for name, inp in clipped.items():  # clip this layer's weights (q/k keep their range:
-                if "q_proj" not in name and "k_proj" not in name:  # their errors meet in the softmax)
-                    w[name] = search_clip(inp, w[name], group, zero_point)
-            clipped.clear()
     log(1, f"awq: {len(alphas)} groups, mean alpha {sum(alphas) / max(1, len(alphas)):.2f}")
     return w

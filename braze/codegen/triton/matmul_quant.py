@@ -65,14 +65,31 @@ class QuantGen(_Gen):
                      "(BLOCK_N, BLOCK_K))"]
         else:
             lines = [f"{indent}q = tl.load(bp + kk{kmask}).to(tl.float32)"]
-        lines.append(f"{indent}s = tl.load(sp + kk // {g}{kmask}).to(tl.float32)")
+        lines += self.group_values("s", "sp", masked, indent)
         if self.format == "int4" and self.mins >= 0:
-            lines += [f"{indent}m = tl.load(mp + kk // {g}{kmask}).to(tl.float32)", f"{indent}b = q * s + m"]
+            lines += self.group_values("m", "mp", masked, indent) + [f"{indent}b = q * s + m"]
         elif self.format == "int4":
             lines.append(f"{indent}b = (q - 8.0) * s")
         else:
             lines.append(f"{indent}b = q * s")
         return lines
+
+    def group_values(self, name: str, ptr: str, masked: bool, indent: str) -> list[str]:
+        """`name` [BLOCK_N, BLOCK_K]: each column's group value (scale or min) from ptr's rows. A chunk
+        holding whole groups loads BLOCK_K/group values and broadcasts them; a chunk inside one group
+        (group a multiple of BLOCK_K, or one group per row) loads one per row; else one per column."""
+        g, k = self.group, self.k_dim
+        ngroups = -(-k // g)
+        mask = f", mask=(k0 // {g} + tl.arange(0, BLOCK_K // {g}))[None, :] < {ngroups}, other=0.0" if masked else ""
+        kmask = ", mask=kmask, other=0.0" if masked else ""
+        return [f"{indent}if BLOCK_K % {g} == 0:",
+                f"{indent}    {name}g = tl.load({ptr} + (k0 // {g} + tl.arange(0, BLOCK_K // {g}))[None, :]{mask})",
+                f"{indent}    {name} = tl.reshape(tl.broadcast_to({name}g.to(tl.float32)[:, :, None], "
+                f"(BLOCK_N, BLOCK_K // {g}, {g})), (BLOCK_N, BLOCK_K))",
+                f"{indent}elif {g} % BLOCK_K == 0 or {g} >= {k}:",
+                f"{indent}    {name} = tl.load({ptr} + k0 // {g}).to(tl.float32)",
+                f"{indent}else:",
+                f"{indent}    {name} = tl.load({ptr} + kk // {g}{kmask}).to(tl.float32)"]
 
     def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
         if masked:
