@@ -112,8 +112,9 @@ DEQUANT_BLOCK_N, DEQUANT_BLOCK_K = 64, 64
 
 FP8_HELPER = '''def _braze_fp8_mm(a, w8, scale_w, out, add=None):
     """out = (a @ dequant(w8)^T) (+ add) on fp8 tensor cores: a quantized per token to e4m3,
-    torch._scaled_mm with row-wise scales. Off the GPU (Triton's interpreter): dequantized in float32."""
-    if a.device.type != "cuda":
+    torch._scaled_mm with row-wise scales. Off the GPU (Triton's interpreter), or with N or K not a
+    multiple of 16 (which _scaled_mm needs): dequantized in float32."""
+    if a.device.type != "cuda" or w8.shape[0] % 16 or w8.shape[1] % 16:
         y = a.float() @ (w8.float() * scale_w.float().view(-1, 1)).t()
     else:
         s_a = (a.abs().amax(1, keepdim=True).float() / 448.0).clamp(min=1e-12)
