@@ -38,7 +38,7 @@ def test_held_out_ranking_beats_random(tmp_path):
     assert len(correlations) >= 10
     mean = sum(correlations) / len(correlations)
     print(f"held-out Spearman over {len(correlations)} kernels: mean {mean:.3f}")
-    assert mean > 0.1  # random ranking: 0 on average
+    assert mean > 0.3  # random ranking: 0 on average (measured: 0.72)
 
 
 def test_shipped_model_loads_on_a_fresh_install_and_picks_legal_configs(cache_dir, linear_unit):
