@@ -210,3 +210,66 @@ def test_paged_attention_query_alone_equals_query_in_a_mixed_step(dtype, invaria
     feeds = attention_feeds(graph, MIXED_SLOTS, MIXED_POSITIONS, dtype)
     feeds["block_table"] = shuffled_table(4, 120, 480)
     check_modes(graph, "paged", feeds, TOKENS, PER_TOKEN, dtype, invariant)
+
+
+# -- GPU: the real proof (bf16 and float32 tensor-core kernels) ----------------------------------
+BATCH_SIZES = (2, 3, 8, 16, 17, 33, 64)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("invariant", [True, False])
+def test_gpu_matmul_row_alone_equals_row_in_batches_of_2_to_64(dtype, invariant):
+    """TinyLlama's down projection shape (K 5632, N 2048) with a fused RMSNorm and a residual: one
+    row alone, then at several places inside batches of 2..64 rows. With the mode off the M == 1
+    GEMV, the M <= 16 tl.dot GEMV and cuBLAS past 16 rows sum in different orders."""
+    k, n = 5632, 2048
+    graph = rms_linear_residual(dtype, k=k, n=n, t_bound=64)
+    program = program_for(("gpu-mm", dtype, k, n), graph, invariant)
+    x, res = rand((1, k), dtype, seed=7), rand((1, n), dtype, seed=8)
+    alone = run(program, {"x": x, "res": res})[0]
+    differ = []
+    for m in BATCH_SIZES:
+        for place in sorted({0, m // 2, m - 1}):
+            xs, rs = rand((m, k), dtype, seed=m), rand((m, n), dtype, seed=m + 100)
+            xs[place], rs[place] = x[0], res[0]
+            got = run(program, {"x": xs, "res": rs})[place]
+            if not torch.equal(got, alone):
+                differ.append((m, place))
+    if invariant:
+        assert not differ, f"(batch size, row) where the row differs from itself alone: {differ}"
+    else:
+        assert differ, "with the mode off some batch size should sum the row in another order"
+
+
+GPU_H, GPU_HKV, GPU_D = 32, 4, 64  # TinyLlama's attention
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("paged", [False, True])
+@pytest.mark.parametrize("invariant", [True, False])
+def test_gpu_attention_query_alone_equals_query_in_a_mixed_step(dtype, paged, invariant):
+    """A 200-token mixed step (past the paged kernel's 128-token decode limit): a prompt chunk at
+    positions 300..459 (crossing a 256-row split), three decode tokens, a new 37-token prompt; five
+    of its queries are run alone. Off, only the float32 outputs are asserted to differ (a bf16
+    output may round both orders to the same value)."""
+    slots = [1] * 160 + [0, 2, 3] + [3] * 37
+    positions = list(range(300, 460)) + [900, 4, 700] + list(range(37))
+    if paged:
+        graph = paged_graph(GPU_H, GPU_HKV, GPU_D, 4 * 64, 16, 4, 64, dtype, t_bound=256)
+    else:
+        graph = slot_attention_graph(dtype, GPU_H, GPU_HKV, GPU_D, slots_n=4, ctx=1024, t_bound=256)
+    feeds = attention_feeds(graph, slots, positions, dtype)
+    if paged:
+        feeds["block_table"] = shuffled_table(4, 64, 4 * 64)
+    program = program_for(("gpu-attn", dtype, paged), graph, invariant)
+    batch, equal = alone_equals_batch(program, feeds, (0, 159, 160, 161, 199), PER_TOKEN)
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    torch.testing.assert_close(batch.float(), interpret(graph, feeds)["out"].float(), atol=tol, rtol=tol)
+    if invariant:
+        assert all(equal.values()), f"tokens differing alone vs in the step: {[t for t, e in equal.items() if not e]}"
+    elif dtype == "float32":
+        assert not all(equal.values())
