@@ -8,7 +8,8 @@ The 64 requests (random prompts of 128 token ids, 256 new tokens each, EOS ignor
 added to the engine at once and stepped in process (no HTTP: the number is the engine's). TTFT:
 from the start of the run to a request's first token; TPOT: (last - first token) / 255. The first
 8 requests are also run alone, and their greedy tokens compared with theirs in the batch (batch
-invariance on this device and dtype).
+invariance on this device and dtype). --batch-invariant both runs braze twice, with the mode on and
+off (`batch_invariant_modes`, and `batch_invariance_cost`: on / off throughput ratios).
 """
 from __future__ import annotations
 
@@ -99,8 +100,51 @@ def hf_static_batch_tok_s(folder: Path, device: str, dtype: str, prompts: list[l
     return len(prompts) * new_tokens / seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_braze(args, folder: Path, prompts: list[list[int]], invariant: bool, say) -> dict:
+    """Compile with batch invariance on or off; batch-1 decode, the concurrent run, and the first
+    `invariance_checks` requests alone vs in the batch."""
     import braze
+
+    mode = "on" if invariant else "off"
+    say(f"[batch invariance {mode}] compiling {args.model} ({args.dtype}) for {args.concurrency} sequences")
+    started = time.perf_counter()
+    llm = braze.LLM(str(folder), device=args.device, dtype=args.dtype, max_num_seqs=args.concurrency,
+                    max_model_len=args.prompt_len + args.max_tokens + 16,
+                    max_num_batched_tokens=args.max_num_batched_tokens, batch_invariant=invariant)
+    compile_s = time.perf_counter() - started
+    say(f"[batch invariance {mode}] ready in {compile_s:.1f} s; warm-up")
+    run_concurrent(llm, prompts, 8)
+    say(f"[batch invariance {mode}] batch-1 decode")
+    bs1 = bs1_decode_tok_s(llm, prompts[0], args.max_tokens)
+    say(f"[batch invariance {mode}] {args.concurrency} requests in flight")
+    level = run_concurrent(llm, prompts, args.max_tokens)
+    batch_tokens = level.pop("tokens")
+    checked = min(args.invariance_checks, len(prompts))
+    say(f"[batch invariance {mode}] {checked} requests alone")
+    params = braze.SamplingParams(max_tokens=args.max_tokens, temperature=0, ignore_eos=True)
+    mismatches = {}
+    for i in range(checked):
+        alone = llm.generate(prompt_token_ids=[prompts[i]], sampling_params=params)[0].token_ids
+        if alone != batch_tokens[i]:
+            mismatches[i] = next((k for k, (a, b) in enumerate(zip(alone, batch_tokens[i])) if a != b),
+                                 min(len(alone), len(batch_tokens[i])))
+    del llm
+    torch.cuda.empty_cache() if args.device == "cuda" else None
+    return {"compile_s": compile_s, "bs1_decode_tok_s": bs1, "level": level,
+            "batch_invariance": {"mode": mode, "requests_checked": checked, "greedy_equal_alone": checked - len(mismatches),
+                                 "first_differing_token": mismatches}}
+
+
+def _level_json(level: dict, bs1: float, hf: float | None) -> dict:
+    return {"output_tok_s": level["output_tok_s"], "hf_static_batch_tok_s": hf,
+            "ttft_p50_ms": level["ttft_ms"]["p50"], "tpot_p50_ms": level["tpot_ms"]["p50"],
+            "ttft_ms": level["ttft_ms"], "tpot_ms": level["tpot_ms"], "duration_s": level["duration_s"],
+            "output_tokens": level["output_tokens"], "preemptions": level["preemptions"],
+            "vs_bs1_decode": level["output_tok_s"] / bs1,
+            "vs_hf_static_batch": level["output_tok_s"] / hf if hf else None}
+
+
+def main(argv: list[str] | None = None) -> int:
     from braze.bench.suite.checkpoint import make_checkpoint
     from braze.bench.suite.configs import MODEL_CONFIGS
 
@@ -113,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=2048)
     p.add_argument("--invariance-checks", type=int, default=8, help="requests also run alone and compared")
+    p.add_argument("--batch-invariant", choices=("on", "off", "both"), default="on",
+                   help="compile with batch invariance on (the default of LLM), off, or both one after the "
+                        "other (what the mode costs: the top-level numbers are then the 'on' run's)")
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--shrink", action="store_true", help="2 layers, hidden 64, vocab 512 of the config (checks "
                                                          "the script on a CPU in seconds)")
@@ -128,53 +175,38 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     prompts = [[rng.randrange(100, config["vocab_size"]) for _ in range(args.prompt_len)]
                for _ in range(args.concurrency)]
-    say(f"compiling {args.model} ({args.dtype}) for {args.concurrency} sequences on {args.device}")
-    started = time.perf_counter()
-    llm = braze.LLM(str(folder), device=args.device, dtype=args.dtype, max_num_seqs=args.concurrency,
-                    max_model_len=args.prompt_len + args.max_tokens + 16,
-                    max_num_batched_tokens=args.max_num_batched_tokens)
-    say(f"ready in {time.perf_counter() - started:.1f} s; warm-up")
-    run_concurrent(llm, prompts, 8)
-    say("batch-1 decode")
-    bs1 = bs1_decode_tok_s(llm, prompts[0], args.max_tokens)
-    say(f"{args.concurrency} requests in flight")
-    level = run_concurrent(llm, prompts, args.max_tokens)
-    batch_tokens = level.pop("tokens")
-    say(f"batch invariance: {args.invariance_checks} requests alone")
-    params = braze.SamplingParams(max_tokens=args.max_tokens, temperature=0, ignore_eos=True)
-    mismatches = {}
-    for i in range(min(args.invariance_checks, len(prompts))):
-        alone = llm.generate(prompt_token_ids=[prompts[i]], sampling_params=params)[0].token_ids
-        if alone != batch_tokens[i]:
-            mismatches[i] = next((k for k, (a, b) in enumerate(zip(alone, batch_tokens[i])) if a != b),
-                                 min(len(alone), len(batch_tokens[i])))
-    del llm
-    torch.cuda.empty_cache() if args.device == "cuda" else None
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.batch_invariant]
+    runs = {("on" if inv else "off"): measure_braze(args, folder, prompts, inv, say) for inv in modes}
     hf = None
     if not args.skip_hf:
         say(f"transformers generate, static batch of {args.concurrency}")
         hf = hf_static_batch_tok_s(folder, args.device, args.dtype, prompts, args.max_tokens)
+    main_run = runs["on"] if "on" in runs else runs["off"]
+    level_key = f"concurrency_{args.concurrency}"
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "model": args.model + (" (shrunk)" if args.shrink else ""), "dtype": args.dtype, "prompt_len": args.prompt_len, "max_tokens": args.max_tokens,
         "max_num_batched_tokens": args.max_num_batched_tokens,
-        "bs1_decode_tok_s": bs1,
-        f"concurrency_{args.concurrency}": {
-            "output_tok_s": level["output_tok_s"], "hf_static_batch_tok_s": hf,
-            "ttft_p50_ms": level["ttft_ms"]["p50"], "tpot_p50_ms": level["tpot_ms"]["p50"],
-            "ttft_ms": level["ttft_ms"], "tpot_ms": level["tpot_ms"], "duration_s": level["duration_s"],
-            "output_tokens": level["output_tokens"], "preemptions": level["preemptions"],
-            "vs_bs1_decode": level["output_tok_s"] / bs1,
-            "vs_hf_static_batch": level["output_tok_s"] / hf if hf else None,
-        },
-        "batch_invariance": {"requests_checked": min(args.invariance_checks, len(prompts)),
-                             "greedy_equal_alone": min(args.invariance_checks, len(prompts)) - len(mismatches),
-                             "first_differing_token": mismatches},
+        "batch_invariant": "on" if "on" in runs else "off",
+        "bs1_decode_tok_s": main_run["bs1_decode_tok_s"],
+        level_key: _level_json(main_run["level"], main_run["bs1_decode_tok_s"], hf),
+        "batch_invariance": main_run["batch_invariance"],
+        "batch_invariant_modes": {mode: {"compile_s": r["compile_s"], "bs1_decode_tok_s": r["bs1_decode_tok_s"],
+                                         level_key: _level_json(r["level"], r["bs1_decode_tok_s"], hf),
+                                         "batch_invariance": r["batch_invariance"]} for mode, r in runs.items()},
     }
+    if len(runs) == 2:  # what invariance costs: the 'on' run's throughput as a fraction of 'off'
+        on, off = runs["on"], runs["off"]
+        result["batch_invariance_cost"] = {
+            "bs1_decode_on_over_off": on["bs1_decode_tok_s"] / off["bs1_decode_tok_s"],
+            f"{level_key}_output_on_over_off": on["level"]["output_tok_s"] / off["level"]["output_tok_s"],
+            f"{level_key}_ttft_p50_on_over_off": on["level"]["ttft_ms"]["p50"] / off["level"]["ttft_ms"]["p50"]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    say(json.dumps({k: v for k, v in result.items() if k != "batch_invariance"}, indent=2))
-    say(f"batch invariance: {result['batch_invariance']}")
+    say(json.dumps({k: v for k, v in result.items() if k not in ("batch_invariance", "batch_invariant_modes")},
+                   indent=2))
+    for mode, r in runs.items():
+        say(f"batch invariance ({mode}): {r['batch_invariance']}")
     say(f"saved {args.out}")
     return 0
 
