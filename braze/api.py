@@ -100,7 +100,9 @@ class LLM:
     per sequence), num_kv_blocks of them (default: enough for max_num_seqs full contexts), shared
     prompt prefixes cached and reused unless prefix_caching=False (braze/runtime/kv_blocks.py).
     batch_invariant: a request's greedy output is the same alone or in any batch (one kernel config
-    for every step size, braze/passes/batch_invariant.py); default on, unless BRAZE_BATCH_INVARIANT=0.
+    for every step size, braze/passes/batch_invariant.py); default on when requests can share a step
+    (max_num_seqs > 1), unless BRAZE_BATCH_INVARIANT=0. With one sequence at a time every step
+    holds one request, so the fastest kernels are batch invariant already.
     """
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "float32", *,
@@ -145,7 +147,9 @@ class LLM:
         del graph
         # knobs per kernel: the tuning database's best, else the cost model's pick, else the heuristics
         self.program = tune_step(self.program, backend)
-        self.batch_invariant = batch_invariant_default() if batch_invariant is None else bool(batch_invariant)
+        if batch_invariant is None:
+            batch_invariant = max_num_seqs > 1 and batch_invariant_default()
+        self.batch_invariant = bool(batch_invariant)
         if self.batch_invariant and backend == "triton":  # the C++ kernels are batch invariant as they are
             self.program = make_batch_invariant(self.program)
         report(f"compiling kernels ({backend})")
