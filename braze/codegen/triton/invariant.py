@@ -26,6 +26,10 @@ from __future__ import annotations
 from braze.codegen.triton.indexing import next_pow2
 
 NUM_SMS = 132  # H100 SXM: BLOCK_N is chosen so a one-row step still has about this many programs
+# (BLOCK_M, BLOCK_K, num_warps, num_stages) of 16-bit weights and of float32 ones; module constants
+# so that a sweep can set them before LLM(...) compiles (they are baked into the program's source)
+TILES_16BIT = (64, 64, 4, 4)
+TILES_FLOAT32 = (32, 32, 4, 2)
 
 # attention: context rows per split. A compile-time constant of the program (it may grow with the
 # cache's context bound so that at most INVARIANT_MAX_SPLITS partials are kept per token).
@@ -44,9 +48,11 @@ def invariant_matmul_config(n: int, k: int, dtype: str):
     from braze.codegen.triton.matmul import MatmulConfig
     kp2 = next_pow2(max(k, 16))
     if dtype == "float32":
-        return MatmulConfig("gemm", 32, 32, min(32, kp2), 4, 2, 1, 8)
+        block_m, block_k, warps, stages = TILES_FLOAT32
+        return MatmulConfig("gemm", block_m, 32, min(block_k, kp2), warps, stages, 1, 8)
+    block_m, block_k, warps, stages = TILES_16BIT
     block_n = 64 if n >= 64 * NUM_SMS else 32 if n >= 32 * NUM_SMS // 2 else 16
-    return MatmulConfig("gemm", 64, block_n, min(64, kp2), 4, 4, 1, 8)
+    return MatmulConfig("gemm", block_m, block_n, min(block_k, kp2), warps, stages, 1, 8)
 
 
 def invariant_split_rows(context_bound: int, block_n: int) -> int:
