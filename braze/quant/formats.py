@@ -183,8 +183,3 @@ def quantize_fp8(w: torch.Tensor) -> QuantizedTensor:
     q = (w.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
     return QuantizedTensor("fp8", k, q, scale.float())
 
-
-def fake_quantize_activations_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token fp8 activations (for torch._scaled_mm): (x / s as e4m3, s [rows, 1] float32)."""
-    scale = (x.float().abs().amax(-1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
-    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
