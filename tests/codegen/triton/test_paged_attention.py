@@ -76,7 +76,7 @@ PATHS = {"decode": dict(DECODE_MAX_T=10 ** 6), "prefill": dict(DECODE_MAX_T=0)}
 
 def check(h, hkv, d, block, slots, positions, dtype, num_blocks=40, seqs=3, blocks_per_seq=8, store=False,
           paths=("decode", "prefill"), **knobs):
-    graph = build(h, hkv, d, num_blocks, block, seqs, blocks_per_seq, dtype, store=store)
+    graph = build(h, hkv, d, num_blocks, block, seqs, blocks_per_seq, dtype, t_bound=max(128, len(slots)), store=store)
     table = shuffled_table(seqs, blocks_per_seq, num_blocks)
     feeds = feeds_for(graph, slots, positions, table, dtype)
     want = interpret(graph, feeds)
