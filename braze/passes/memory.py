@@ -43,6 +43,7 @@ def plan_memory(program: Program) -> Program:
     arena = max((off + nb for _, _, off, nb in placed), default=0)
     return replace(program, plan=MemoryPlan(offsets, arena, sum(size.values())))
 
+
 def _steps(program: Program):
     """(step, kernel): the kernels of one launch group run at the same time, so they share a step
     (a temp one of them reads must not share bytes with a temp another one writes)."""
