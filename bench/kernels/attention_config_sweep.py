@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from braze.bench.suite.configs import MODEL_CONFIGS  # noqa: E402
-from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed, relative_error  # noqa: E402
+from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed  # noqa: E402
 from braze.bench.suite.layer_cases import build_case  # noqa: E402
 from braze.module_compiler import export_graph  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
-from braze.runtime.executable import Executable  # noqa: E402
+from knob_sweep import measure, with_knobs  # noqa: E402  (this folder)
 
 CONFIGS = [  # (block_m, block_n, num_warps, num_stages)
     (64, 64, 4, 3), (64, 32, 4, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 8, 2), (16, 32, 4, 2),
@@ -46,22 +46,12 @@ def main() -> int:
                 graph, names = export_graph(module, inputs)
                 base = lower(graph)
                 row = {"model": model, "dtype": dtype, "seq": seq, "eager_us": eager, "configs": {}}
+                feeds = dict(zip(names, inputs))
                 for bm, bn, warps, stages in CONFIGS:
                     knobs = {0: {"block_m": bm, "block_n": bn, "num_warps": warps, "num_stages": stages}}
-                    program = replace(base, kernels=tuple(
-                        replace(k, attrs=k.attrs + (("knobs", knobs),)) if k.kind == "attention" else k
-                        for k in base.kernels))
-                    key = f"{bm}x{bn}w{warps}s{stages}"
-                    try:
-                        exe = Executable(program, backend="triton", device="cuda", fresh_outputs=True)
-                        feeds = dict(zip(names, inputs))
-                        got = exe.run(feeds)["out0"]
-                        err = relative_error(got, want)
-                        us = gpu_us(graphed(lambda: exe.run(feeds)), 50, flush)
-                        row["configs"][key] = {"us": us, "rel_err": err}
-                    except Exception as e:  # noqa: BLE001  (a config that does not compile is recorded)
-                        row["configs"][key] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-                ok = {k: v["us"] for k, v in row["configs"].items() if "us" in v and v["rel_err"] < 2e-2}
+                    row["configs"][f"{bm}x{bn}w{warps}s{stages}"] = measure(with_knobs(base, "attention", knobs),
+                                                                           feeds, want, flush)
+                ok = {k: v["us"] for k, v in row["configs"].items() if v.get("rel_err", 1) < 2e-2}
                 best = min(ok, key=ok.get) if ok else None
                 row["best"] = best
                 print(f"{model:<15} {dtype:<9} seq {seq:<4} eager {eager:8.1f} us | default "

@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from braze.bench.suite.configs import MODEL_CONFIGS  # noqa: E402
-from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed, relative_error  # noqa: E402
+from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed  # noqa: E402
 from braze.bench.suite.layer_cases import build_case  # noqa: E402
 from braze.module_compiler import export_graph  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
-from braze.runtime.executable import Executable  # noqa: E402
+from knob_sweep import measure, with_knobs  # noqa: E402  (this folder)
 
 CONFIGS = [(1, 4), (1, 8), (1, 16), (2, 4), (2, 8), (4, 8)]  # (block_r, num_warps)
 
@@ -46,16 +46,8 @@ def main() -> int:
                 feeds = dict(zip(names, inputs))
                 for block_r, warps in CONFIGS:
                     knobs = {0: {"block_r": block_r, "num_warps": warps}}
-                    program = replace(base, kernels=tuple(
-                        replace(k, attrs=k.attrs + (("knobs", knobs),)) if k.kind == "reduction" else k
-                        for k in base.kernels))
-                    try:
-                        exe = Executable(program, backend="triton", device="cuda", fresh_outputs=True)
-                        err = relative_error(exe.run(feeds)["out0"], want)
-                        row["configs"][f"r{block_r}w{warps}"] = {
-                            "us": gpu_us(graphed(lambda: exe.run(feeds)), 50, flush), "rel_err": err}
-                    except Exception as e:  # noqa: BLE001  (a config that fails is recorded, the sweep goes on)
-                        row["configs"][f"r{block_r}w{warps}"] = {"us": float("inf"), "error": str(e)[:200]}
+                    row["configs"][f"r{block_r}w{warps}"] = measure(with_knobs(base, "reduction", knobs), feeds,
+                                                                   want, flush)
                 best = min(row["configs"], key=lambda c: row["configs"][c]["us"])
                 print(f"{model:<15} {dtype:<9} seq {seq:<4} compile {row['compile_us']:6.1f} us | "
                       + " ".join(f"{c} {v['us']:5.1f}" for c, v in row["configs"].items()) + f" | best {best}",

@@ -11,18 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from braze.bench.suite.configs import MODEL_CONFIGS  # noqa: E402
-from braze.bench.suite.kernels import _flush_buffer, gpu_us, graphed, relative_error  # noqa: E402
+from braze.bench.suite.kernels import _flush_buffer  # noqa: E402
 from braze.bench.suite.layer_cases import build_case  # noqa: E402
 from braze.module_compiler import export_graph  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
-from braze.runtime.executable import Executable  # noqa: E402
+from knob_sweep import measure, with_knobs  # noqa: E402  (this folder)
 
 # (block_n, block_k, num_warps, num_stages, split_k)
 CONFIGS = {
@@ -60,19 +60,12 @@ def main() -> int:
                     program = base
                     if cfg is not None:
                         bn, bk, warps, stages, split = cfg
-                        knobs = {BUCKET[seq]: {"variant": "gemv", "block_m": BLOCK_M[seq], "block_n": bn,
-                                               "block_k": bk, "num_warps": warps, "num_stages": stages,
-                                               "split_k": split}}
-                        program = replace(base, kernels=tuple(
-                            replace(k, attrs=k.attrs + (("knobs", knobs),)) if k.kind == "matmul" else k
-                            for k in base.kernels))
-                    try:
-                        exe = Executable(program, backend="triton", device="cuda", fresh_outputs=True)
-                        err = relative_error(exe.run(feeds)["out0"], want)
-                        us = gpu_us(graphed(lambda: exe.run(feeds)), 50, flush)
-                        row["configs"][key] = {"us": us, "rel_err": err, "TBps": weight_bytes / us / 1e6}
-                    except Exception as e:  # noqa: BLE001  (a config that fails is recorded)
-                        row["configs"][key] = {"us": float("inf"), "error": f"{type(e).__name__}: {str(e)[:200]}"}
+                        program = with_knobs(base, "matmul", {BUCKET[seq]: {
+                            "variant": "gemv", "block_m": BLOCK_M[seq], "block_n": bn, "block_k": bk,
+                            "num_warps": warps, "num_stages": stages, "split_k": split}})
+                    row["configs"][key] = measure(program, feeds, want, flush)
+                    if "rel_err" in row["configs"][key]:
+                        row["configs"][key]["TBps"] = weight_bytes / row["configs"][key]["us"] / 1e6
                 ok = {k: v["us"] for k, v in row["configs"].items() if v.get("rel_err", 1) < 2e-2}
                 best = min(ok, key=ok.get)
                 row["best"] = best
