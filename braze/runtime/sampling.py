@@ -38,6 +38,9 @@ def _is_real(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+GREEDY_BELOW = 1e-5  # temperatures under this sample the argmax
+
+
 @dataclass
 class SamplingParams:
     """How to pick tokens for one request.
@@ -91,8 +94,11 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        """True when the sample is always the argmax (temperature 0, or top_k 1)."""
-        return self.temperature == 0.0 or self.top_k == 1
+        """True when the sample is always the argmax (temperature 0, or top_k 1). A temperature
+        below GREEDY_BELOW is greedy too, as in vLLM: logits divided by it overflow float32 (a
+        schemathesis request with temperature 9e-116 made a NaN distribution), and the softmax
+        of logits scaled that far is one-hot anyway."""
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
     def generator(self, device: torch.device | str = "cpu") -> torch.Generator | None:
         """A generator seeded with `seed` (None without a seed: the global RNG is used)."""

@@ -238,3 +238,12 @@ def test_stop_matcher_false_alarm_is_released():
     out += m.feed("<")
     out += m.flush()
     assert out == "a <ex> b<"
+
+
+@pytest.mark.parametrize("temperature", [9.05733753449188e-116, 1e-30, 9e-6])
+def test_a_vanishing_temperature_is_greedy_not_nan(temperature):
+    # logits / 1e-116 overflow float32 to inf, and the softmax of inf is NaN
+    logits = torch.randn(3, 50) * 10
+    p = SamplingParams(temperature=temperature, seed=0)
+    assert p.greedy
+    assert torch.equal(sample(logits, [p] * 3, [p.generator()] * 3), logits.argmax(-1))
