@@ -52,11 +52,8 @@ def group_independent_kernels(program: Program) -> Program:
 
 def _independent(a: Kernel, b: Kernel, symbols) -> bool:
     """Neither kernel writes memory the other reads or writes."""
-    for written, other in ((a.output, b), (b.output, a)):
-        for v in other.operands + (other.output,):
-            if v is not written and _overlap(written, v, symbols):
-                return False
-    return True
+    pairs = [(a.output, b.output)] + [(a.output, v) for v in b.operands] + [(b.output, v) for v in a.operands]
+    return not any(_overlap(x, y, symbols) for x, y in pairs)
 
 
 def _overlap(a: View, b: View, symbols) -> bool:

@@ -23,9 +23,9 @@ class _PointwisePlan:
     """One pointwise kernel's parts: its body below the program ids (PID_R, PID_C), its params and
     what the launcher passes for them, and its block shape."""
     params: list[str]      # in0.., out, ROWS (, COLS)
-    runtime: list[str]     # the params Triton must not specialize on
+    runtime: list[str]     # the size params (the tail of params), not specialized on
     body: list[str]
-    args: str              # launcher expressions for params, comma-separated
+    buffers: list[str]     # launcher expressions of the buffer params (in0.., out)
     rows: str
     cols: str
     cols_const: int | None
@@ -55,8 +55,8 @@ def _pointwise_plan(k: Kernel, ctx: EmitContext) -> _PointwisePlan:
     body.append(f"    value = ({value}) + tl.zeros([BR, BC], tl.float32)")
     body.append(f"    tl.store(out + {view_offsets(k.output, row_names)}, value.to({out_dtype}), mask=mask)")
     params = [f"in{i}" for i in range(len(k.operands))] + ["out", "ROWS"] + cols_arg
-    args = [ctx.buf(v.buffer) for v in k.operands] + [ctx.buf(k.output.buffer), "ROWS"] + cols_arg
-    return _PointwisePlan(params, ["ROWS"] + cols_arg, body, ", ".join(args), ctx.numel(domain[:-1]),
+    buffers = [ctx.buf(v.buffer) for v in k.operands] + [ctx.buf(k.output.buffer)]
+    return _PointwisePlan(params, ["ROWS"] + cols_arg, body, buffers, ctx.numel(domain[:-1]),
                           ctx.dim(domain[-1]) if domain else "1", cols_const, tuned["block_r"], block_c,
                           tuned["num_warps"])
 
@@ -70,7 +70,7 @@ def emit_pointwise(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     launch = (f"    ROWS = {p.rows}\n    COLS = {p.cols}\n"
               f"    if ROWS * COLS == 0:\n        return\n"
               f"    grid = (triton.cdiv(ROWS, {p.block_r}), triton.cdiv(COLS, {p.block_c}))\n"
-              f"    KERNEL[grid]({p.args}, BR={p.block_r}, BC={p.block_c}{warps})\n")
+              f"    KERNEL[grid]({', '.join(p.buffers + p.runtime)}, BR={p.block_r}, BC={p.block_c}{warps})\n")
     return EmittedKernel("\n".join(lines) + "\n", launch)
 
 
@@ -90,10 +90,9 @@ def emit_pointwise_group(kernels: list[Kernel], ctx: EmitContext) -> EmittedKern
         branches += [f"    {'if' if i == 0 else 'elif'} pid < P{i + 1}:",
                      f"        KERNEL_part{i}({', '.join(mine)}, ({local}) // {col_blocks}, ({local}) % {col_blocks}, "
                      f"{p.block_r}, {p.block_c})"]
-        args = p.args.replace("ROWS", f"ROWS_{i}").replace("COLS", f"COLS_{i}")
         launch += [f"    ROWS_{i} = {p.rows}", f"    COLS_{i} = {p.cols}",
                    f"    P{i + 1} = P{i} + triton.cdiv(ROWS_{i}, {p.block_r}) * triton.cdiv(COLS_{i}, {p.block_c})"]
-        launch_args.append(args)
+        launch_args.append(", ".join(p.buffers + [f"{name}_{i}" for name in p.runtime]))
     bounds = [f"P{i + 1}" for i in range(len(plans))]
     runtime = [f"{name}_{i}" for i, p in enumerate(plans) for name in p.runtime] + bounds
     jit += [f"@triton.jit(do_not_specialize={runtime!r})",
