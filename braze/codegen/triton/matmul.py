@@ -69,8 +69,10 @@ class MatmulConfig:
     group_m: int = 8
 
 
-def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_SMS) -> MatmulConfig:
-    """Heuristic tile choice for M bucket (1, 16, 64 or 0 = larger), B [n, k] of `dtype`.
+def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_SMS,
+                  weight_bytes: float | None = None) -> MatmulConfig:
+    """Heuristic tile choice for M bucket (1, 16, 64 or 0 = larger), B [n, k] of `dtype`
+    (weight_bytes: bytes per weight when B is packed: 0.5 for int4, 1 for int8 / fp8).
 
     Decode (M == 1) streams the weight: each program takes 2 rows and 4096 bytes of each per
     iteration (16-byte loads, 4 warps), so N/2 small programs keep many loads in flight on every SM.
@@ -82,7 +84,13 @@ def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_
     esize = ELEM_BYTES.get(dtype, 4)
     kp2 = next_pow2(max(k, 16))
     if m_bucket in (1, 16):
-        if m_bucket == 1:
+        if m_bucket == 1 and weight_bytes is not None and weight_bytes < 2:
+            # packed weights: 2048 weights of a row per chunk; int4 4 rows a program, int8 / fp8 rows
+            # growing with N while >= ~1280 programs remain (bench/kernels/gemv_graph_sweep.py --quant)
+            block_k = min(2048, kp2)
+            block_n = 4 if weight_bytes < 1 else min(4, max(1, 1 << max(0, (n // 1280).bit_length() - 1)))
+            block_m, warps, stages = 1, 4, 3
+        elif m_bucket == 1:
             block_k = min(4096 // esize, kp2)
             block_n = max(1, 4096 // block_k)
             block_m, warps, stages = 1, 4, 3
@@ -105,7 +113,8 @@ def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_
 
 def default_matmul_config(g: "_Gen", m_bucket: int, n: int, k: int) -> MatmulConfig:
     """Today's heuristic for one M bucket: matmul_config, with cuBLAS past the GEMV buckets."""
-    config = matmul_config(m_bucket, n, k, g.wdtype)
+    packed = {"weight_bytes": g.weight_bytes} if g.weight_bytes else {}
+    config = matmul_config(m_bucket, n, k, g.wdtype, **packed)
     # quantized weights: the library only past 64 rows (below, dequantizing the whole weight per call
     # costs more than the fused GEMM's reads)
     if m_bucket not in (1, GEMV_MAX_M) and USE_LIBRARY_GEMM and library_eligible(g) \
@@ -183,6 +192,8 @@ def factor_row_scale(prologue: Expr) -> tuple[Expr, Expr] | None:
 
 class _Gen:
     """Source generation shared by the GEMV and GEMM functions of one matmul kernel."""
+
+    weight_bytes: float | None = None  # bytes per packed weight (QuantGen); None: the dtype's size
 
     def __init__(self, k: Kernel, ctx: EmitContext):
         self.k, self.ctx = k, ctx

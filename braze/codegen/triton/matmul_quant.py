@@ -23,6 +23,8 @@ from braze.codegen.triton.matmul import _Gen, _full
 from braze.errors import CompilationError
 
 _FLOATS = ("float32", "bfloat16", "float16")
+# the chunk's int4 bytes (k0 is a multiple of BLOCK_K: the hints let Triton issue 16-byte loads)
+HALF_COLUMNS = "tl.max_contiguous(tl.multiple_of(k0 // 2 + tl.arange(0, BLOCK_K // 2), BLOCK_K // 2), BLOCK_K // 2)[None, :]"
 
 
 class QuantGen(_Gen):
@@ -31,6 +33,7 @@ class QuantGen(_Gen):
     def __init__(self, k, ctx):
         super().__init__(k, ctx)
         self.format, self.group = k.attr("quant"), int(k.attr("group"))
+        self.weight_bytes = 0.5 if self.format == "int4" else 1.0
         self.k_dim = int(k.attr("k"))
         self.scales, self.mins = int(k.attr("scales")), int(k.attr("mins", -1))
         for i in (self.w, self.scales, self.mins):
@@ -58,7 +61,7 @@ class QuantGen(_Gen):
         g = self.group
         kmask = ", mask=kmask, other=0.0" if masked else ""
         if self.format == "int4":
-            half = "(k0 // 2 + tl.arange(0, BLOCK_K // 2))[None, :]"
+            half = HALF_COLUMNS
             hmask = f", mask={half} < K // 2, other=0" if masked else ""
             lines = [f"{indent}qb = tl.load(bp + {half}{hmask})",
                      f"{indent}q = tl.reshape(tl.join((qb & 15).to(tl.float32), (qb >> 4).to(tl.float32)), "
