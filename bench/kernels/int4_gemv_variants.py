@@ -15,7 +15,8 @@ a row) and bf16 kernels of the same structure, and cuBLAS on bf16, are the peers
   *_magic   nibbles (and int8 values) made floats by bit tricks instead of int->float conversions
             (first H100 run: every int4 variant was no faster than int8 at half the bytes)
   words     int32 words of 8 nibbles, each made a float by one logic op in place (no shifts or
-            byte extraction), one scale and min per word: ~3 instructions a weight instead of ~9
+            byte extraction), one scale and min per word: ~3 instructions a weight instead of ~9,
+            and no faster: the int4 GEMV is bound by each program's load latency, not by issue
 """
 from __future__ import annotations
 
@@ -168,8 +169,8 @@ def int4_split2d_magic(x, w, s, m, out, N, K: tl.constexpr, G: tl.constexpr, GRO
 @triton.jit
 def int4_words(x, w, s, m, out, N, K: tl.constexpr, G: tl.constexpr, GROUP: tl.constexpr,
                BN: tl.constexpr, BK: tl.constexpr):
-    """braze's generated form (matmul_quant.py int4_word_lines): int32 words, bit-trick floats,
-    one scale and min per word."""
+    """int32 words, bit-trick floats, one scale and min per word (tried in the generator: H100 runs
+    measured it slower than the join, bench/results/int4-gemv-variants-h100.json)."""
     cols = tl.program_id(0) * BN + tl.arange(0, BN)
     wp = w.to(tl.pointer_type(tl.int32), bitcast=True) + cols.to(tl.int64)[:, None] * (K // 8)
     acc = tl.zeros([BN, BK // 8], tl.float32)
