@@ -82,3 +82,24 @@ def test_fp8_prefill_through_scaled_mm_gpu():
     out = exe.run({"x": x})
     for name in ref:
         assert (out[name].float() - ref[name]).abs().max() / ref[name].abs().max() < 5e-2, name
+
+
+@pytest.mark.gpu
+def test_fp8_prefill_with_residual_gpu():
+    """The fp8 prefill path with a residual added (the O / down projections' epilogue): per-token
+    activation scales from the Triton kernel, _scaled_mm, then the add into the output."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("needs a GPU with fp8 (sm_89+)")
+    b = GraphBuilder(symbols={"T": 80})
+    x = b.input("x", ("T", K), "bfloat16")
+    r = b.input("r", ("T", 48), "bfloat16")
+    w = b.weight("o.weight", torch.randn(48, K, generator=torch.Generator().manual_seed(1)).bfloat16())
+    program = lower(b.build({"y": b.add(b.matmul(x, b.transpose(w)), r)}), quant=parse_method("fp8"))
+    exe = Executable(program, backend="triton", device="cuda")
+    assert "_braze_fp8_rows[" in exe.compiled.source
+    for rows in (70, 80):
+        feeds = {"x": torch.randn(rows, K, device="cuda").bfloat16() * 3,
+                 "r": torch.randn(rows, 48, device="cuda").bfloat16()}
+        ref = Executable(program, backend="reference", device="cuda").run(feeds)["y"].float().clone()
+        out = exe.run(feeds)["y"].float()
+        assert (out - ref).abs().max() / ref.abs().max() < 5e-2, rows

@@ -113,20 +113,47 @@ class QuantGen(_Gen):
 
 DEQUANT_BLOCK_N, DEQUANT_BLOCK_K = 64, 64
 
-FP8_HELPER = '''def _braze_fp8_mm(a, w8, scale_w, out, add=None):
-    """out = (a @ dequant(w8)^T) (+ add) on fp8 tensor cores: a quantized per token to e4m3,
-    torch._scaled_mm with row-wise scales. Off the GPU (Triton's interpreter), or with N or K not a
-    multiple of 16 (which _scaled_mm needs): dequantized in float32."""
+FP8_HELPER = '''@triton.jit
+def _braze_fp8_rows(a, a8, s_a, K, stride_a, BLOCK_K: tl.constexpr):
+    """One row a program: scale = max|a| / 448 (float32), then a / scale as e4m3 (per-token fp8)."""
+    row = tl.program_id(0).to(tl.int64)
+    amax = tl.zeros([BLOCK_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        amax = tl.maximum(amax, tl.abs(tl.load(a + row * stride_a + cols, mask=cols < K, other=0.0).to(tl.float32)))
+    scale = tl.maximum(tl.max(amax, 0) / 448.0, 1e-12)
+    tl.store(s_a + row, scale)
+    for k0 in range(0, K, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(a + row * stride_a + cols, mask=cols < K, other=0.0).to(tl.float32)
+        tl.store(a8 + row * K + cols, tl.clamp(x / scale, -448.0, 448.0).to(tl.float8e4nv), mask=cols < K)
+
+
+def _braze_fp8_mm(a, w8, scale_w, out, add=None):
+    """out = (a @ dequant(w8)^T) (+ add) on fp8 tensor cores: a quantized per token to e4m3 by one
+    Triton kernel, torch._scaled_mm with row-wise scales (fast accumulation, as float8 inference in
+    torchao does), written straight into `out` when nothing is added. Off the GPU (Triton's
+    interpreter), or with N or K not a multiple of 16 (which _scaled_mm needs): dequantized in float32."""
     if a.device.type != "cuda" or w8.shape[0] % 16 or w8.shape[1] % 16:
         y = a.float() @ (w8.float() * scale_w.float().view(-1, 1)).t()
-    else:
-        s_a = (a.abs().amax(1, keepdim=True).float() / 448.0).clamp(min=1e-12)
-        a8 = (a.float() / s_a).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
-        y = torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_w.float().reshape(1, -1),
-                             out_dtype=torch.bfloat16 if out.dtype == torch.float32 else out.dtype)
+        if add is not None:
+            y = y + add.float()
+        out.copy_(y)
+        return
+    m, k = a.shape
+    a8 = _braze_library_workspace(a.device, torch.float8_e4m3fn, m * k, 3)[: m * k].view(m, k)
+    s_a = _braze_library_workspace(a.device, torch.float32, m, 4)[:m].view(m, 1)
+    _braze_fp8_rows[(m,)](a, a8, s_a, k, a.stride(0), BLOCK_K=1024, num_warps=4)
+    scale_b = scale_w.float().reshape(1, -1)
+    out_dtype = torch.bfloat16 if out.dtype == torch.float32 else out.dtype
+    if add is None and out.dtype == out_dtype and out.is_contiguous():
+        torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_b, out_dtype=out_dtype, use_fast_accum=True, out=out)
+        return
+    y = torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_b, out_dtype=out_dtype, use_fast_accum=True)
     if add is not None:
-        y = y.float() + add.float()
-    out.copy_(y)
+        torch.add(y, add, out=out)
+    else:
+        out.copy_(y)
 '''
 
 
