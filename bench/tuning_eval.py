@@ -17,10 +17,19 @@ buys TinyLlama-1.1B end to end. One command, bounded by --budget-s, writes --out
    with the exhaustive best (gap_to_exhaustive, geomean), as is a random pick of the same size.
    spearman: mean rank correlation of predicted and measured times; top1_regret: geomean of the
    model's first pick's time over the best, minus 1.
-4. TinyLlama-1.1B decode (batch 1) and prefill (512 tokens) tok/s with the heuristics
-   (BRAZE_TUNE=0) and with the tuned configs (this run's database).
+4. Step verification (braze.tune.verify, what `braze tune --model` runs after measuring): the
+   whole TinyLlama-1.1B model, built as LLM(**LLM_ARGS) builds it, has its decode (CUDA graph,
+   batch 1) and prefill (512 tokens) steps timed with the heuristics and with the measured bests;
+   a best is kept only where the step is faster with it (`step` in the results: step times,
+   kept, reverted, trials).
+5. TinyLlama-1.1B decode (batch 1) and prefill (512 tokens) tok/s through LLM.generate with the
+   heuristics (BRAZE_TUNE=0), with every per-kernel best unverified (BRAZE_TUNE=raw: `e2e_raw`),
+   and with the step-verified choices LLM(...) uses (BRAZE_TUNE=1: `e2e_verified`, and
+   tinyllama.tuned).
 
-Results are saved after every kernel, so a run cut short keeps what it measured.
+Results are saved after every kernel and every end-to-end stage, so a run cut short keeps what it
+measured. --seed-records FILE imports measurements first (e.g. an earlier run's records file):
+kernels that have records on this device and software are then not measured again.
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -166,12 +176,37 @@ def analyze(units: list[dict], fraction: float = 0.2, folds: int = 5, seed: int 
 # ---------------------------------------------------------------- end to end
 
 
-def time_llm(folder: str, dtype: str, tuned: bool, db_path: str) -> dict:
+def verify_steps(folder: str, dtype: str, db_path: str, device, budget_s: float) -> dict:
+    """Step 4: braze tune's step stage on the whole model, against this run's database."""
+    from braze.bench.suite.peers import free_memory
+    from braze.tune.db import TuningDB
+    from braze.tune.programs import model_step_program
+    from braze.tune.verify import verify_program
+    program, setup = model_step_program(folder, "cuda", dtype, max_model_len=LLM_ARGS["max_model_len"],
+                                        max_num_seqs=LLM_ARGS["max_num_seqs"],
+                                        max_num_batched_tokens=LLM_ARGS["max_num_batched_tokens"])
+    db = TuningDB(db_path)
+
+    def on_trial(n, unit, step, with_us, without_us, reverted):
+        say(f"  trial {n}: {step} {with_us:.1f} us, {without_us:.1f} us with {unit.label} at the heuristic: "
+            f"{'reverted' if reverted else 'kept'}")
+    try:
+        report = verify_program(program, setup, device, db, model_label="tinyllama-1.1b", time_budget_s=budget_s,
+                                on_trial=on_trial)
+    finally:
+        db.close()
+        del program
+        free_memory()
+    return report.as_dict()
+
+
+def time_llm(folder: str, dtype: str, mode: str, db_path: str) -> dict:
+    """mode: BRAZE_TUNE's value: 0 (heuristics), raw (every per-kernel best), 1 (step-verified)."""
     import torch
 
     import braze
     from braze.bench.suite.peers import free_memory, median_seconds
-    os.environ["BRAZE_TUNE"] = "1" if tuned else "0"
+    os.environ["BRAZE_TUNE"] = mode
     os.environ["BRAZE_TUNE_DB"] = db_path
     llm = braze.LLM(folder, device="cuda", dtype=dtype, **LLM_ARGS)
     sources: dict[str, int] = {}
@@ -195,6 +230,54 @@ def time_llm(folder: str, dtype: str, tuned: bool, db_path: str) -> dict:
             "knob_sources": sources}
 
 
+def end_to_end(args, result: dict, db_path: str, records_path: str, device) -> None:
+    """Steps 4 and 5 into result (each stage saved as it ends; a failure is recorded, not raised)."""
+    from braze.bench.suite.checkpoint import make_checkpoint
+    from braze.bench.suite.configs import MODEL_CONFIGS
+    from braze.tune.db import TuningDB
+    try:
+        folder = str(make_checkpoint("tinyllama-1.1b", MODEL_CONFIGS["tinyllama-1.1b"], args.dtype, say=say))
+    except Exception as e:  # noqa: BLE001 - keep the kernel results
+        result["tinyllama"] = {"error": f"{type(e).__name__}: {e}"}
+        say(f"TinyLlama checkpoint failed: {e}")
+        return
+    try:
+        say("verifying the measured configs in TinyLlama's decode and prefill steps")
+        result["step"] = verify_steps(folder, args.dtype, db_path, device, args.step_budget_s)
+        say(f"step: {result['step']}")
+        shared = TuningDB(db_path)  # the records file carries the step verdicts too
+        say(f"exported {shared.export_jsonl(records_path)} rows (records and step verdicts) to {records_path}")
+        shared.close()
+    except Exception as e:  # noqa: BLE001 - LLM(...) then runs unverified bests as the heuristics
+        result["step"] = {"error": f"{type(e).__name__}: {e}"}
+        say(f"step verification failed: {traceback.format_exc()}")
+    save(result, args.out)
+    runs = {}
+    for name, mode in (("untuned", "0"), ("raw", "raw"), ("tuned", "1")):
+        try:
+            runs[name] = time_llm(folder, args.dtype, mode, db_path)
+            say(f"TinyLlama {name} (BRAZE_TUNE={mode}): {runs[name]}")
+        except Exception as e:  # noqa: BLE001
+            runs[name] = {"error": f"{type(e).__name__}: {e}"}
+            say(f"TinyLlama {name} failed: {e}")
+    result["tinyllama"] = dict(runs)
+    untuned = runs["untuned"]
+    if "error" in untuned:
+        return
+
+    def speedups(run):
+        return {"decode_tok_s": run["decode_tok_s"], "prefill_tok_s": run["prefill_tok_s"],
+                "decode_speedup": run["decode_tok_s"] / untuned["decode_tok_s"],
+                "prefill_speedup": run["prefill_tok_s"] / untuned["prefill_tok_s"]} if "error" not in run else run
+    # tuned: what LLM(...) runs (the step-verified choices); raw: every per-kernel best, unverified
+    result["e2e_raw"], result["e2e_verified"] = speedups(runs["raw"]), speedups(runs["tuned"])
+    for prefix, key in (("", "e2e_verified"), ("raw_", "e2e_raw")):
+        for what in ("decode_speedup", "prefill_speedup"):
+            if what in result[key]:
+                result["tinyllama"][prefix + what] = result[key][what]
+    say("end to end: " + json.dumps({"raw": result["e2e_raw"], "verified": result["e2e_verified"]}))
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -209,14 +292,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/results/tuning-cuda.json")
     parser.add_argument("--records", default=None, help="all measurements as JSON lines (default: OUT.records.jsonl)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget of the whole run")
-    parser.add_argument("--e2e-reserve-s", type=float, default=110.0, help="of the budget, kept for step 4")
+    parser.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole run")
+    parser.add_argument("--e2e-reserve-s", type=float, default=240.0, help="of the budget, kept for steps 4 and 5")
+    parser.add_argument("--step-budget-s", type=float, default=100.0,
+                        help="of the reserve, at most this long for step 4's revert trials")
+    parser.add_argument("--seed-records", metavar="FILE", help="import these measurements first (JSON lines)")
     parser.add_argument("--max-space", type=int, default=40, help="subsample larger spaces to this many configs")
     parser.add_argument("--workers", type=int, default=8, help="processes compiling candidates in parallel")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--models", default=",".join(MODELS), help=f"of {', '.join(MODELS)}, or tiny (a smoke test)")
     parser.add_argument("--no-suite", action="store_true", help="only the models' kernels")
-    parser.add_argument("--no-e2e", action="store_true", help="skip step 4 (TinyLlama tok/s)")
+    parser.add_argument("--no-e2e", action="store_true", help="skip steps 4 and 5 (TinyLlama step check and tok/s)")
     parser.add_argument("--analyze", metavar="RESULTS.json", help="only redo step 3 from a saved result file")
     args = parser.parse_args(argv)
     records_path = args.records or str(Path(args.out).with_suffix(".records.jsonl"))
@@ -247,6 +333,8 @@ def main(argv=None) -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(db_path + suffix).unlink(missing_ok=True)  # this run's own measurements only
     db = TuningDB(db_path)
+    if args.seed_records:
+        say(f"imported {db.import_jsonl(args.seed_records)} rows from {args.seed_records}")
     result = {"device": device.name, "capability": device.capability, "versions": device.versions,
               "dtype": args.dtype, "budget_s": args.budget_s, "max_space": args.max_space, "kernels": [],
               "complete": False}
@@ -275,14 +363,17 @@ def main(argv=None) -> int:
                 result["stopped_by_budget"] = True
                 break
             configs = subsample(unit, args.max_space)
+            if db.records(unit.key, unit.bucket, device):  # seeded
+                configs = [c for c in configs if config_text(c) not in db.measured_configs(unit.key, unit.bucket,
+                                                                                             device)]
             t0 = time.monotonic()
             results = measure_unit(pool, db, device, unit, configs)
-            ok = [r.time_us for _, r in results if r.status == "ok"]
-            default = next((r.time_us for c, r in results if c == unit.default), None)
-            say(f"{name} {unit.kernel.name} ({unit.kernel.kind}) bucket {unit.bucket}: {len(ok)}/{len(results)} ok, "
-                f"best {min(ok) if ok else float('nan'):.1f} us, heuristic {default or float('nan'):.1f} us "
-                f"({time.monotonic() - t0:.0f}s)")
-            records = db.records(unit.key, unit.bucket, device)
+            records = db.records(unit.key, unit.bucket, device)  # this run's and any seeded ones
+            ok = [r.time_us for r in records if r.status == "ok"]
+            default = next((r.time_us for r in records if r.config == config_text(unit.default)), None)
+            say(f"{name} {unit.kernel.name} ({unit.kernel.kind}) bucket {unit.bucket}: {len(ok)}/{len(records)} ok "
+                f"({len(results)} measured now), best {min(ok) if ok else float('nan'):.1f} us, heuristic "
+                f"{default or float('nan'):.1f} us ({time.monotonic() - t0:.0f}s)")
             result["kernels"].append({
                 "source": name, "label": f"{name}/{unit.kernel.name}@{unit.bucket}", "key": unit.key,
                 "bucket": unit.bucket, "kind": unit.kernel.kind, "space_full": len(unit.space),
@@ -300,20 +391,7 @@ def main(argv=None) -> int:
                                                                "top1_regret", "random_gap_to_exhaustive")}))
     db.close()
     if not args.no_e2e and "tinyllama-1.1b" in args.models:
-        try:
-            from braze.bench.suite.checkpoint import make_checkpoint
-            from braze.bench.suite.configs import MODEL_CONFIGS
-            folder = str(make_checkpoint("tinyllama-1.1b", MODEL_CONFIGS["tinyllama-1.1b"], args.dtype, say=say))
-            untuned = time_llm(folder, args.dtype, False, db_path)
-            say(f"TinyLlama untuned: {untuned}")
-            tuned = time_llm(folder, args.dtype, True, db_path)
-            say(f"TinyLlama tuned: {tuned}")
-            result["tinyllama"] = {"untuned": untuned, "tuned": tuned,
-                                   "decode_speedup": tuned["decode_tok_s"] / untuned["decode_tok_s"],
-                                   "prefill_speedup": tuned["prefill_tok_s"] / untuned["prefill_tok_s"]}
-        except Exception as e:  # noqa: BLE001 - keep the kernel results
-            result["tinyllama"] = {"error": f"{type(e).__name__}: {e}"}
-            say(f"TinyLlama end to end failed: {e}")
+        end_to_end(args, result, db_path, records_path, device)
     result["wall_s"] = time.monotonic() - started
     save(result, args.out)
     say(f"saved {args.out}")

@@ -1,5 +1,6 @@
 """`braze explain`: for each distinct kernel of a model, the graph ops fused into it, the config
-chosen per bucket and where it came from (db / model / heuristic), predicted and measured time,
+chosen per bucket and where it came from (db / model / heuristic; for a measured best, whether a
+model step was faster with it: "verified in step" / "reverted: ... slower by X%"), predicted and measured time,
 bytes and flops, % of its roofline, and why the runner-up lost; `--plot FILE.png` draws the
 roofline chart."""
 from __future__ import annotations
@@ -8,6 +9,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from braze.cli.progress import load_progress
@@ -17,6 +19,8 @@ def add_explain_args(p) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw the roofline chart of all kernels")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--db", default=None, help="tuning database (default: <braze cache>/tune/tuning.db)")
+    p.add_argument("--max-num-seqs", type=int, default=4, help="as LLM(max_num_seqs=...) (and `braze tune`)")
+    p.add_argument("--max-num-batched-tokens", type=int, default=256, help="as LLM(max_num_batched_tokens=...)")
 
 
 def _us(value) -> str:
@@ -38,7 +42,8 @@ def run_explain(args) -> int:
     db = TuningDB(args.db)
     try:
         with load_progress(sys.stderr.isatty() and not args.json) as step:
-            program = model_program(args.model, device, args.dtype, args.max_model_len, report=step)
+            program = model_program(args.model, device, args.dtype, args.max_model_len, args.max_num_seqs,
+                                    args.max_num_batched_tokens, report=step)
             step("measuring the roofline ceilings")
             import torch
             dtype = getattr(torch, args.dtype)
@@ -63,7 +68,8 @@ def run_explain(args) -> int:
             name = r.kernels[0] + (f" (+{len(r.kernels) - 1} alike)" if len(r.kernels) > 1 else "")
             weights = ", ".join(w.removeprefix("model.") for w in r.weights)
             table.add_row(name, " ".join(r.fused_ops) + (f"\n[dim]{weights}[/dim]" if weights else ""),
-                          f"{r.bucket} ({r.rows} rows)", f"{r.config} ({r.source})",
+                          f"{r.bucket} ({r.rows} rows)",
+                          f"{r.config} ({r.source})" + (f"\n[dim]{escape(r.step)}[/dim]" if r.step else ""),
                           _us(r.predicted_us), _us(r.measured_us), f"{r.bytes / 1e6:.2f}", f"{r.flops / 1e9:.3f}",
                           "-" if r.roofline_pct is None else f"{r.roofline_pct:.0f}%", r.runner_up)
         Console(width=200).print(table)

@@ -9,7 +9,9 @@
     features.py     what the cost model sees: work (flops, bytes), knobs, programs, waves, occupancy
     cost_model.py   gradient-boosted trees (LightGBM, else scikit-learn) on log time; the shipped model
     tuner.py        tune a program: rank by the model, measure the top share, record as measured
-    choose.py       the pipeline's tune step: db best > model pick > heuristic, per kernel and bucket
+    step.py         time a model's whole steps as LLM(...) runs them (CUDA-graph decode, prefill, C++ step)
+    verify.py       keep a measured best only where the step is faster with it; verdicts into the db
+    choose.py       the pipeline's tune step: step-verified db best > model pick > heuristic, per kernel and bucket
     explain.py      per kernel: fused ops, chosen config and why, time vs roofline
     programs.py     the program LLM(...) would compile, for `braze tune` / `braze explain`
     train_shipped.py  retrain the shipped model from measurement files (CPU fixture + GPU records)

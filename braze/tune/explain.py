@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from braze.ir.kernel import Program
 from braze.tune.choose import choose_config
+from braze.tune.extract import program_key
 from braze.tune.features import features, kernel_work
 from braze.tune.knobs import config_label, config_text
 from braze.tune.tuner import tunable_units
@@ -29,23 +30,30 @@ class KernelReport:
     roofline_us: float          # max(bytes / bandwidth, flops / peak)
     roofline_pct: float | None  # roofline_us / (measured, else predicted) time
     runner_up: str
+    step: str = ""              # the step verdict on its measured best: "verified in step: ..." / "reverted: ..."
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def _runner_up(chosen: dict, source: str, records, space_preds) -> str:
-    if source == "db":
-        ok = sorted((r for r in records if r.status == "ok"), key=lambda r: r.time_us)
-        others = [r for r in ok if r.config != config_text(chosen)]
+    ok = sorted((r for r in records if r.status == "ok"), key=lambda r: r.time_us)
+    mine = next((r for r in ok if r.config == config_text(chosen)), None)
+    if source == "db" or mine is not None:  # measured: what else was, and how it did
+        others = [r for r in ok if r is not mine]
         failed = sum(1 for r in records if r.status != "ok")
         note = f"; {failed} candidates failed (wrong result, crash, timeout or error)" if failed else ""
         if not others:
             return f"only one candidate measured{note}"
-        best, second = ok[0], others[0]
-        slower = 100.0 * (second.time_us / best.time_us - 1)
-        return (f"{config_label(second.config_dict)}: measured {second.time_us:.1f} us, {slower:.1f}% slower "
-                f"({len(ok)} measured){note}")
+        if mine is None or mine is ok[0]:
+            best, second = ok[0], others[0]
+            slower = 100.0 * (second.time_us / best.time_us - 1)
+            return (f"{config_label(second.config_dict)}: measured {second.time_us:.1f} us, {slower:.1f}% slower "
+                    f"({len(ok)} measured){note}")
+        best = ok[0]  # faster alone, not chosen: its step verdict says why
+        faster = 100.0 * (1 - best.time_us / mine.time_us)
+        return (f"{config_label(best.config_dict)}: measured {best.time_us:.1f} us alone, {faster:.1f}% faster than "
+                f"this config alone; not used, see the step verdict ({len(ok)} measured){note}")
     ordered = sorted(space_preds, key=lambda p: p[1])
     if source == "model" and len(ordered) > 1:
         (_, best), (config, second) = ordered[0], ordered[1]
@@ -63,10 +71,11 @@ def explain_program(program: Program, device, db=None, model=None, bandwidth: fl
     bytes/s and peak_flops in FLOP/s give the roofline (0: not known). The model predicts times;
     model_picks: whether its picks are used unmeasured (choose.picks_allowed), as LLM(...) does."""
     reports = []
+    model_key = program_key(program)
     for unit in tunable_units(program, device):
         k = unit.kernel
         choice = choose_config(k, program, unit.bucket, unit.symbols, device, db, model if model_picks else None,
-                               unit.key)
+                               unit.key, model_key)
         work = kernel_work(k, program, unit.symbols, unit.bucket)
         records = db.records(unit.key, unit.bucket, device) if db is not None else []
         measured = next((r.time_us for r in records if r.status == "ok" and r.config == config_text(choice.config)),
@@ -84,7 +93,7 @@ def explain_program(program: Program, device, db=None, model=None, bandwidth: fl
             sorted({v.buffer for v in k.operands if program.buffer(v.buffer).kind == "weight"}), unit.bucket, work["m"], config_label(choice.config), choice.source,
             predicted, measured, int(work["bytes"]), int(work["flops"]), roofline_us,
             100.0 * roofline_us / actual if actual and roofline_us else None,
-            _runner_up(choice.config, choice.source, records, space_preds)))
+            _runner_up(choice.config, choice.source, records, space_preds), choice.step))
     return reports
 
 

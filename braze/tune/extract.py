@@ -68,3 +68,12 @@ def make_task(k: Kernel, program: Program, bucket: int, symbols: dict[str, int],
     return Task(structure_key(k, program), bucket, target, device, renamed, tuple(buffers),
                 tuple(sorted((s, int(v)) for s, v in program.symbols.items())),
                 tuple(sorted(symbols.items())), label=f"{k.name} bucket {bucket}")
+
+
+def program_key(program: Program) -> str:
+    """The model a step verdict was reached in (braze.tune.verify): its kernels' structure keys in
+    order and its step bounds, the kernels a step runs and the sizes it was timed at. Not its
+    weights: two checkpoints of one architecture and size share it, as their timings do."""
+    lines = [structure_key(k, program) for k in program.kernels]
+    lines += [f"{s}={v}" for s, v in sorted(program.symbols.items())]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]

@@ -80,10 +80,10 @@ def test_tune_resumes_and_a_second_run_measures_nothing(cache_dir, tiny_checkpoi
     assert "rsqrt" in table and "(db)" in table
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # LLM(...) compiles with the tuned configs, and its tokens do not change
+    # LLM(...) compiles with the tuned configs (here every measured best is the heuristic's, the one
+    # candidate measured: the emitters' own code, no knobs), and its tokens do not change
     llm = braze.LLM(model, device="cpu", max_model_len=64)
-    sources = {s for k in llm.program.kernels if k.attr("knobs") for _, _, s in k.attr("knobs").entries}
-    assert sources == {"db"}
+    assert not any(k.attr("knobs") for k in llm.program.kernels)
     params = braze.SamplingParams(max_tokens=6, temperature=0)
     tuned = llm.generate(prompt_token_ids=[[5, 6, 7]], sampling_params=params)[0].token_ids
     os.environ["BRAZE_TUNE"] = "0"
