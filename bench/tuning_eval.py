@@ -200,12 +200,13 @@ def verify_steps(folder: str, dtype: str, db_path: str, device, budget_s: float)
     return report.as_dict()
 
 
-def time_llm(folder: str, dtype: str, mode: str, db_path: str) -> dict:
-    """mode: BRAZE_TUNE's value: 0 (heuristics), raw (every per-kernel best), 1 (step-verified)."""
-    import torch
+E2E_ROUNDS = 9  # rounds of (untuned, raw, tuned) measured in turn: drift hits all three alike
 
+
+def build_llm(folder: str, dtype: str, mode: str, db_path: str):
+    """LLM(...) compiled with BRAZE_TUNE=mode (0: heuristics, raw: every per-kernel best, 1: the
+    step-verified choices) and the count of its kernel buckets by knob source."""
     import braze
-    from braze.bench.suite.peers import free_memory, median_seconds
     os.environ["BRAZE_TUNE"] = mode
     os.environ["BRAZE_TUNE_DB"] = db_path
     llm = braze.LLM(folder, device="cuda", dtype=dtype, **LLM_ARGS)
@@ -214,20 +215,40 @@ def time_llm(folder: str, dtype: str, mode: str, db_path: str) -> dict:
         if k.attr("knobs"):
             for _, _, source in k.attr("knobs").entries:
                 sources[source] = sources.get(source, 0) + 1
+    return llm, sources
+
+
+def time_llms(llms: dict, rounds: int = E2E_ROUNDS) -> dict:
+    """Decode and prefill tok/s of each LLM, measured round-robin (one sample of each per round,
+    after a warm-up round) so that clock and host drift during the run hit every variant alike;
+    medians over the rounds. Prefill of a short model is host-bound (eager launches), which is
+    what made back-to-back medians of one LLM at a time differ by up to 2x between runs."""
+    import statistics
+    import time as _time
+
+    import braze
+    import torch
 
     def params(n):
         return braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
     prompt, long_prompt = list(range(3, 3 + PROMPT)), [3 + i % 250 for i in range(LONG_PROMPT)]
-    first = median_seconds(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(1)), "cuda", 5)
-    full = median_seconds(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(NEW_TOKENS + 1)),
-                          "cuda", 5)
-    prefill = median_seconds(lambda: llm.generate(prompt_token_ids=[long_prompt], sampling_params=params(1)),
-                             "cuda", 5)
-    del llm
-    free_memory()
-    torch.cuda.synchronize()
-    return {"decode_tok_s": NEW_TOKENS / (full - first), "prefill_tok_s": LONG_PROMPT / prefill,
-            "knob_sources": sources}
+    cases = {"first": (prompt, 1), "full": (prompt, NEW_TOKENS + 1), "prefill": (long_prompt, 1)}
+    samples = {name: {c: [] for c in cases} for name in llms}
+    for r in range(rounds + 1):
+        for name, llm in llms.items():
+            for case, (ids, n) in cases.items():
+                torch.cuda.synchronize()
+                start = _time.perf_counter()
+                llm.generate(prompt_token_ids=[ids], sampling_params=params(n))
+                torch.cuda.synchronize()
+                if r:  # round 0 warms up
+                    samples[name][case].append(_time.perf_counter() - start)
+    out = {}
+    for name, s in samples.items():
+        med = {c: statistics.median(v) for c, v in s.items()}
+        out[name] = {"decode_tok_s": NEW_TOKENS / (med["full"] - med["first"]), "prefill_tok_s": LONG_PROMPT / med["prefill"],
+                     "rounds": rounds}
+    return out
 
 
 def end_to_end(args, result: dict, db_path: str, records_path: str, device) -> None:
@@ -252,14 +273,23 @@ def end_to_end(args, result: dict, db_path: str, records_path: str, device) -> N
         result["step"] = {"error": f"{type(e).__name__}: {e}"}
         say(f"step verification failed: {traceback.format_exc()}")
     save(result, args.out)
-    runs = {}
+    runs, llms = {}, {}
     for name, mode in (("untuned", "0"), ("raw", "raw"), ("tuned", "1")):
         try:
-            runs[name] = time_llm(folder, args.dtype, mode, db_path)
-            say(f"TinyLlama {name} (BRAZE_TUNE={mode}): {runs[name]}")
+            llms[name], sources = build_llm(folder, args.dtype, mode, db_path)
+            runs[name] = {"knob_sources": sources}
         except Exception as e:  # noqa: BLE001
             runs[name] = {"error": f"{type(e).__name__}: {e}"}
-            say(f"TinyLlama {name} failed: {e}")
+            say(f"TinyLlama {name} failed to build: {e}")
+    try:
+        for name, timed in time_llms(llms).items():
+            runs[name].update(timed)
+            say(f"TinyLlama {name}: {runs[name]}")
+    except Exception as e:  # noqa: BLE001
+        for name in llms:
+            runs[name] = {"error": f"{type(e).__name__}: {e}"}
+        say(f"TinyLlama timing failed: {traceback.format_exc()}")
+    llms.clear()
     result["tinyllama"] = dict(runs)
     untuned = runs["untuned"]
     if "error" in untuned:

@@ -10,10 +10,13 @@ used (the heuristic is): `braze tune --model M` verifies, and a later run that m
 new verifies without measuring. BRAZE_TUNE=raw uses every measured best unverified (to compare).
 A bucket left at the heuristic's config gets no knobs at all (attach_knobs says why).
 
-The model's pick is used only when the model was trained on measurements of this target (the
-shipped model or one trained on the local database) and predicts it clearly faster than the
-heuristic's config (MODEL_MARGIN); configs it picks come from the same legal search space the
-tuner measures.
+The model's pick (a kernel with no measurements) is used only in the decode bucket (M = 1), when
+the model was trained on measurements of this target (the shipped model or one trained on the
+local database) and predicts it clearly faster than the heuristic's config (MODEL_MARGIN). An
+unmeasured pick cannot be verified in a step; on the H100, the per-kernel bests a perfect model
+would pick made TinyLlama's decode step 3.2-3.6% faster in two runs but its prefill steps 6-16%
+slower (bench/results/tuning-cuda-verified.json), so prefill buckets keep the heuristic until
+`braze tune` measures and verifies them. Picks come from the legal search space the tuner measures.
 
 BRAZE_TUNE=0 turns the step off (every kernel keeps the emitters' heuristics).
 """
@@ -36,6 +39,7 @@ TARGET_DEVICE = {"cpp": "cpu", "triton": "cuda"}
 # The model's pick replaces the heuristic's config only when predicted this much faster: an
 # unmeasured config has to be clearly better to be worth the risk of the model being wrong.
 MODEL_MARGIN = 0.9
+MODEL_PICK_BUCKETS = (1,)  # decode: where kernels timed alone kept their order in the step
 
 
 @dataclass
@@ -79,7 +83,7 @@ def choose_config(k: Kernel, program: Program, bucket: int, symbols: dict, devic
             if verdict is not None and verdict.kept:
                 return Choice(best.config_dict, "db", measured_us=best.time_us, step=note)
             return Choice(default, "heuristic", step=note)
-    if model is not None:
+    if model is not None and (bucket in MODEL_PICK_BUCKETS or not verified):
         space = search_space(k, program, device.target, bucket, device)  # the heuristic's config first
         predicted = model.predict_us([features(k, program, symbols, bucket, c, device) for c in space])
         i = min(range(len(space)), key=lambda j: predicted[j])

@@ -72,7 +72,28 @@ def test_triton_attention_and_rows_knobs_reach_the_source(monkeypatch):
         def predict_us(self, feats):
             return [1.0 if f["knob_block_r"] == config["block_r"] and f["knob_num_warps"] == config["num_warps"]
                     else 100.0 for f in feats]
-    chosen = choose_knobs(program, device, db=None, model=OneConfig())
+    # a prefill-bucket pick is unverified: LLM(...) keeps the heuristic; BRAZE_TUNE=raw takes it
+    assert choose_knobs(program, device, db=None, model=OneConfig()).kernels[0].attr("knobs") is None
+    chosen = choose_knobs(program, device, db=None, model=OneConfig(), verified=False)
     assert chosen.kernels[0].attr("knobs").source(0) == "model"
     source = emit_module(chosen)
     assert f"BR={config['block_r']}" in source and f"num_warps={config['num_warps']}" in source
+
+
+def test_model_picks_apply_to_the_decode_bucket(monkeypatch):
+    """Without measurements, LLM(...) takes the cost model's pick at M = 1 (decode) only."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    graph, _ = export_graph(torch.nn.Sequential(torch.nn.RMSNorm(64), torch.nn.Linear(64, 48)), (torch.randn(1, 64),))
+    program = lower(graph)
+    device = device_info("cuda")
+    units = tunable_units(program, device)
+    decode = next(u for u in units if u.bucket == 1)
+    config = next(c for c in decode.space if c != decode.default)
+
+    class OneConfig:  # predicts `config` fastest by far in every bucket it is legal in
+        def predict_us(self, feats):
+            return [1.0 if (f["knob_block_n"], f["knob_block_k"], f["knob_num_warps"]) ==
+                    (config["block_n"], config["block_k"], config["num_warps"]) else 100.0 for f in feats]
+    knobs = choose_knobs(program, device, db=None, model=OneConfig()).kernels[0].attr("knobs")
+    assert knobs.source(1) == "model"
+    assert all(bucket == 1 for bucket, _, _ in knobs.entries)
