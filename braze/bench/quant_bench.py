@@ -3,8 +3,10 @@
     python -m braze.bench.quant_bench --out bench/results/quant-cuda.json
 
 For bf16 and each method: braze.LLM(..., quant=method) compiled once, then decode tokens/s (the
-difference between 1 and 1 + new_tokens generated tokens, median of repeats, CUDA graphs) and
-prefill tokens/s of a 2048-token prompt; speedups are against bf16 in the same run. Then every
+difference between 1 and 1 + new_tokens generated tokens, CUDA graphs) and prefill tokens/s of a
+2048-token prompt, every method measured once per round in turn, medians over the rounds (two runs
+of one method at a time, back to back, differed by up to 1.6x in prefill); speedups are against
+bf16 in the same run. Then every
 distinct weight shape of the model as a lone matmul at M = 1 (a decode GEMV), timed by CUDA-graph
 replay with a cold L2, against its own roofline: (weight bytes incl. scales + x + out) / measured
 copy bandwidth. Random weights: int4 runs round-to-nearest (AWQ changes the values, not the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -24,40 +27,40 @@ METHODS = ("int8", "int4-rtn-g128", "fp8")
 SAME_SPEED_AS = {"int4-rtn-g128": "int4-awq-g128"}
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def bench_model_method(folder: Path, method: str | None, prompt, long_prompt, new_tokens: int, repeats: int,
-                       say) -> dict:
+def build(folder: Path, method: str | None, long_prompt, say) -> tuple:
+    """braze.LLM(..., quant=method) compiled once; (llm, entry with method, bits per weight, compile_s)."""
     import braze
     from braze.quant.evaluate import matmul_bits_per_weight
 
-    params = lambda n: braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)  # noqa: E731
     start = time.perf_counter()
     llm = braze.LLM(str(folder), device="cuda", dtype="bfloat16", max_num_seqs=1, quant=method,
                     max_model_len=len(long_prompt), max_num_batched_tokens=len(long_prompt))
-    compile_s = time.perf_counter() - start
-    first = _median(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(1)), repeats)
-    full = _median(lambda: llm.generate(prompt_token_ids=[prompt], sampling_params=params(new_tokens + 1)), repeats)
-    long = _median(lambda: llm.generate(prompt_token_ids=[long_prompt], sampling_params=params(1)), repeats)
-    result = {"method": method or "bf16", "decode_tok_s": new_tokens / (full - first),
-              "prefill_tok_s": len(long_prompt) / long, "bits_per_weight": round(matmul_bits_per_weight(llm.program), 3),
-              "compile_s": round(compile_s, 1)}
-    say(f"  {result['method']}: decode {result['decode_tok_s']:.0f} tok/s, prefill {result['prefill_tok_s']:.0f} "
-        f"tok/s, {result['bits_per_weight']} bits/weight")
-    del llm
-    torch.cuda.empty_cache()
-    return result
+    entry = {"method": method or "bf16", "bits_per_weight": round(matmul_bits_per_weight(llm.program), 3),
+             "compile_s": round(time.perf_counter() - start, 1)}
+    say(f"  {entry['method']}: compiled in {entry['compile_s']} s, {entry['bits_per_weight']} bits/weight")
+    return llm, entry
+
+
+def time_round_robin(llms: dict, prompt, long_prompt, new_tokens: int, repeats: int) -> dict:
+    """name -> (decode tok/s, prefill tok/s): decode = the difference between 1 and 1 + new_tokens
+    generated tokens (CUDA graphs), prefill = a long prompt and one token. Each round measures every
+    method once in turn (after a warm-up round), so drift in clocks or host load during the run
+    hits all of them alike; medians over the rounds."""
+    import braze
+    params = lambda n: braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)  # noqa: E731
+    cases = {"first": (prompt, 1), "full": (prompt, new_tokens + 1), "long": (long_prompt, 1)}
+    samples = {name: {c: [] for c in cases} for name in llms}
+    for r in range(repeats + 1):
+        for name, llm in llms.items():
+            for case, (ids, n) in cases.items():
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                llm.generate(prompt_token_ids=[ids], sampling_params=params(n))
+                torch.cuda.synchronize()
+                if r:
+                    samples[name][case].append(time.perf_counter() - start)
+    med = {name: {c: statistics.median(v) for c, v in s.items()} for name, s in samples.items()}
+    return {name: (new_tokens / (m["full"] - m["first"]), len(long_prompt) / m["long"]) for name, m in med.items()}
 
 
 def gemv_roofline(n: int, k: int, method: str | None, bandwidth: float, repeats: int) -> dict:
@@ -84,7 +87,7 @@ def gemv_roofline(n: int, k: int, method: str | None, bandwidth: float, repeats:
             "pct_of_roofline": round(100 * roof_us / us, 1), "kernels": len(program.kernels)}
 
 
-def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048, repeats: int = 5, say=print) -> dict:
+def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048, repeats: int = 9, say=print) -> dict:
     from braze.bench.ceilings import measure_copy_bandwidth
     from braze.bench.suite.checkpoint import make_checkpoint
     from braze.bench.suite.configs import MODEL_CONFIGS
@@ -101,25 +104,33 @@ def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048
     result = {"device": torch.cuda.get_device_name(), "model": MODEL, "weights": "random (real config)",
               "copy_bandwidth_bytes_s": bandwidth, "torch": torch.__version__, "new_tokens": new_tokens,
               "prefill_len": prefill_len, "methods": [], "gemv": [], "errors": {}}
-    base = None
+    llms, entries = {}, {}
     for method in (None,) + tuple(methods):
+        name = method or "bf16"
         try:
-            entry = bench_model_method(folder, method, prompt, long_prompt, new_tokens, repeats, say)
+            llms[name], entries[name] = build(folder, method, long_prompt, say)
         except Exception as e:  # one method failing must not lose the others' numbers
-            result["errors"][method or "bf16"] = f"{type(e).__name__}: {e}"
-            say(f"  {method or 'bf16'} failed: {result['errors'][method or 'bf16']}")
-            continue
-        if method is None:
-            base = entry
-            result["bf16"] = entry
+            result["errors"][name] = f"{type(e).__name__}: {e}"
+            say(f"  {name} failed: {result['errors'][name]}")
+    for name, (decode, prefill) in time_round_robin(llms, prompt, long_prompt, new_tokens, repeats).items():
+        entries[name].update(decode_tok_s=decode, prefill_tok_s=prefill)
+        say(f"  {name}: decode {decode:.0f} tok/s, prefill {prefill:.0f} tok/s")
+    llms.clear()
+    torch.cuda.empty_cache()
+    base = entries.get("bf16")
+    if base:
+        result["bf16"] = base
+    for name, entry in entries.items():
+        if name == "bf16":
             continue
         if base:
             entry["decode_speedup_vs_bf16"] = round(entry["decode_tok_s"] / base["decode_tok_s"], 3)
             entry["prefill_speedup_vs_bf16"] = round(entry["prefill_tok_s"] / base["prefill_tok_s"], 3)
-        if method in SAME_SPEED_AS:
-            entry["speed_also_of"] = SAME_SPEED_AS[method]
+        if name in SAME_SPEED_AS:
+            entry["speed_also_of"] = SAME_SPEED_AS[name]
         result["methods"].append(entry)
-        _save(result, out)
+    result["repeats"] = repeats
+    _save(result, out)
     h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     kv = cfg["num_key_value_heads"] * h // cfg["num_attention_heads"]
     shapes = [(h + 2 * kv, h), (h, h), (2 * inter, h), (h, inter), (v, h)]  # qkv, o, gate|up, down, lm_head
@@ -146,7 +157,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--prefill-len", type=int, default=2048)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9)
     args = p.parse_args(argv)
     run(args.out, tuple(m for m in args.methods.split(",") if m), args.new_tokens, args.prefill_len, args.repeats)
     return 0

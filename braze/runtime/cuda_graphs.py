@@ -1,4 +1,5 @@
-"""CUDA graphs for the decode step: one graph per batch-size bucket, replayed over static buffers.
+"""CUDA graphs for model steps: one graph per batch-size bucket for decode (DecodeGraphs), and one
+per token-count bucket for prefill and mixed steps (StepGraphs), replayed over static buffers.
 
 Decode launches ~5 kernels a layer; launched from Python each costs tens of microseconds, more
 than the kernel itself at batch 1. A captured graph replays them all with one call. Batches
@@ -7,6 +8,12 @@ smaller than their bucket are padded with tokens that write only the cache's spa
 Each graph also takes the greedy token and feeds it back as the next step's input (position + 1),
 so greedy decoding can replay several steps back to back and read their tokens with one
 synchronization: the GPU never waits for the host between tokens.
+
+A prefill step launches the same ~150 kernels plus library calls whose host cost (cuBLASLt's
+per-call heuristics for fp8 _scaled_mm: ~45 us, a Triton launch: ~25 us) made a 2048-token
+prefill host-bound on the H100 (fp8: 6.5 ms of GPU work in a 20 ms step). StepGraphs pads the
+step's tokens to a bucket (padding rows write the spare slot, as in decode) and its sampled rows
+to a power of two, and replays.
 """
 from __future__ import annotations
 
@@ -87,3 +94,73 @@ class DecodeGraphs:
             graph.replay()
             out[i].copy_(static["next"])
         return out[:, : len(tokens)].T.tolist()
+
+
+STEP_GRAPH_FINE = 512   # token buckets: powers of two up to here, then multiples of STEP_GRAPH_STEP
+STEP_GRAPH_STEP = 256   # (padding costs at most a third of a step past 512 tokens)
+
+
+def step_buckets(max_tokens: int) -> list[int]:
+    """Token-count buckets of prefill / mixed steps up to max_tokens (the compiled bound)."""
+    buckets, b = [], 16
+    while b < min(max_tokens, STEP_GRAPH_FINE):
+        buckets.append(b)
+        b *= 2
+    b = STEP_GRAPH_FINE
+    while b < max_tokens:
+        buckets.append(b)
+        b += STEP_GRAPH_STEP
+    return buckets + [max_tokens]
+
+
+class StepGraphs:
+    """Prefill and mixed steps (any tokens, positions and slots; logits of some rows) as CUDA
+    graphs, captured on first use of a (token bucket, sampled-rows bucket) and sharing the decode
+    graphs' memory pool (`pool_owner.pool`): steps never run concurrently."""
+
+    def __init__(self, executable, caches: dict[str, torch.Tensor], max_tokens: int, pad_slot: int, pool_owner):
+        self.executable = executable
+        self.caches = caches
+        self.pad_slot = pad_slot
+        self.buckets = step_buckets(max_tokens)
+        self.pool_owner = pool_owner
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
+
+    def _capture(self, n: int, rows: int):
+        device = self.executable.device
+        static = {"tokens": torch.zeros(n, dtype=torch.int64, device=device),
+                  "positions": torch.zeros(n, dtype=torch.int64, device=device),
+                  "slots": torch.full((n,), self.pad_slot, dtype=torch.int64, device=device),
+                  "logits_index": torch.zeros(rows, dtype=torch.int64, device=device)}
+        feeds = {**static, **self.caches}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # compile kernels and allocate scratch outside the capture
+            for _ in range(2):
+                self.executable.run(feeds)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool_owner.pool):
+            logits = self.executable.run(feeds)["logits"]
+        self.pool_owner.pool = graph.pool()
+        log(1, f"captured a {n}-token step ({rows} sampled rows) as a CUDA graph")
+        self.graphs[(n, rows)] = (graph, static, logits)
+        return self.graphs[(n, rows)]
+
+    def fits(self, num_tokens: int) -> bool:
+        return num_tokens <= self.buckets[-1]
+
+    def run(self, tokens: list[int], positions: list[int], slots: list[int], logits_index: list[int]) -> torch.Tensor:
+        """One step; returns the logits of logits_index's rows (valid until the next replay)."""
+        n = next(b for b in self.buckets if b >= len(tokens))
+        rows = 1 << max(0, (len(logits_index) - 1).bit_length())
+        graph, static, logits = self.graphs.get((n, rows)) or self._capture(n, rows)
+        pad, pad_rows = n - len(tokens), rows - len(logits_index)
+        host = torch.tensor(tokens + [0] * pad + positions + [0] * pad + slots + [self.pad_slot] * pad
+                            + logits_index + [0] * pad_rows, dtype=torch.int64).pin_memory()
+        static["tokens"].copy_(host[:n], non_blocking=True)
+        static["positions"].copy_(host[n: 2 * n], non_blocking=True)
+        static["slots"].copy_(host[2 * n: 3 * n], non_blocking=True)
+        static["logits_index"].copy_(host[3 * n:], non_blocking=True)
+        graph.replay()
+        return logits[: len(logits_index)]

@@ -68,10 +68,11 @@ class Engine:
                                            "braze.runtime.kv_blocks.PagedCacheManager")
             self.block_table = cache_manager.table.to(self.device)
             self.caches["block_table"] = self.block_table
-        self.graphs = None
+        self.graphs = self.step_graphs = None
         if cuda_graphs:  # the cache's last slot takes the padding rows of partial batches
-            from braze.runtime.cuda_graphs import DecodeGraphs
+            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs
             self.graphs = DecodeGraphs(executable, self.caches, num_slots, pad_slot=num_slots)
+            self.step_graphs = StepGraphs(executable, self.caches, max_step_tokens, num_slots, self.graphs)
         self.cache = cache_manager or SlotCacheManager(num_slots, context)
         self.scheduler = Scheduler(self.cache, min(max_num_seqs or num_slots, num_slots), max_step_tokens)
         self.requests: dict[object, Sequence] = {}  # unfinished, by request id
@@ -169,6 +170,9 @@ class Engine:
                     seq.cached += steps - 1
                 return list(zip(sampled, chunks))
             logits = self.graphs.run(tokens, positions, slots)
+        elif self.step_graphs is not None and self.step_graphs.fits(len(tokens)):
+            self._sync_block_table()
+            logits = self.step_graphs.run(tokens, positions, slots, index)
         else:
             logits = self._step(tokens, positions, slots, index)
         chosen = sample(logits, [s.params for s in sampled], [s.generator for s in sampled]).tolist()

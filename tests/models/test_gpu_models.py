@@ -67,3 +67,20 @@ def test_bfloat16_teacher_forced_top1_agreement(smol_shaped_checkpoint):
     predicted = [int(llm.engine._step([tokens[pos]], [pos], [0], [0])[0].argmax()) for pos in range(512)]
     agree = sum(int(a == b) for a, b in zip(predicted, expected.tolist()))
     assert agree / 512 >= 0.99, agree
+
+
+@cuda
+def test_prefill_and_mixed_steps_from_cuda_graphs_equal_eager(smol_shaped_checkpoint):
+    """Prefill and mixed prefill/decode steps replayed from token-bucket CUDA graphs (padding rows
+    write the spare slot): the same float32 greedy tokens as launching every step eagerly, for
+    prompts in the power-of-two buckets and past 512 tokens (multiples of 256), several at once."""
+    settings = dict(device="cuda", dtype="float32", max_model_len=1024, max_num_seqs=4, max_num_batched_tokens=1024)
+    graphed = braze.LLM(str(smol_shaped_checkpoint), **settings)
+    eager = braze.LLM(str(smol_shaped_checkpoint), **settings, enforce_eager=True)
+    gen = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(3, 300, (n,), generator=gen).tolist() for n in (5, 70, 600, 33)]
+    params = braze.SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    outs = [[o.token_ids for o in llm.generate(prompt_token_ids=prompts, sampling_params=params)]
+            for llm in (graphed, eager)]
+    assert outs[0] == outs[1]
+    assert graphed.engine.step_graphs.graphs  # the prefill steps did run from graphs
