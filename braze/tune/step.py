@@ -6,7 +6,7 @@ kernel with the next and a layer finds the L2 warm from the one before; prefill 
 (cuBLAS) and Triton GEMMs. So a measured best config is trusted only when the step itself gets
 faster with it. A StepTimer compiles a program (its knobs attached) as LLM(...) does and times
 the steps generation runs: decode through the engine's CUDA graphs, replayed greedily as the
-engine does (cuda), or the C++ step (cpu); prefill as one eager call of the executable.
+engine does, and prefill through its token-bucket step graphs (cuda); or the C++ step (cpu).
 
 Programs are timed round-robin (every program once per round, `repeats` rounds after warm-up,
 the median of each), so drift in clocks or machine load hits all of them alike.
@@ -105,10 +105,12 @@ class _Variant:
         from braze.runtime.executable import Executable
         setup = timer.setup
         self.executable = Executable(setup.transform(program), backend=setup.backend, device=setup.device)
-        self.graphs = None
+        self.graphs = self.step_graphs = None
         if setup.cuda_graphs:
-            from braze.runtime.cuda_graphs import DecodeGraphs
+            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs
             self.graphs = DecodeGraphs(self.executable, timer.caches, setup.max_num_seqs, pad_slot=setup.max_num_seqs)
+            self.step_graphs = StepGraphs(self.executable, timer.caches, setup.max_tokens, setup.max_num_seqs,
+                                          self.graphs)
 
 
 class StepTimer:
@@ -161,8 +163,16 @@ class StepTimer:
             for _ in range(chunks):  # run_greedy reads its tokens back: the engine's host check per chunk
                 variant.graphs.run_greedy([0] * n, [self.position] * n, list(range(n)), GREEDY_CHUNK)
             return (time.perf_counter() - start) / (chunks * GREEDY_CHUNK)
-        feeds = self._feeds(shape)
         calls = self.decode_steps if shape.decode else self.prefill_calls
+        if not shape.decode and variant.step_graphs is not None and variant.step_graphs.fits(shape.tokens):
+            n = shape.tokens
+            self._sync()
+            start = time.perf_counter()
+            for _ in range(calls):  # as the engine runs a prefill step: padded to its bucket, replayed
+                variant.step_graphs.run([0] * n, list(range(n)), [0] * n, [n - 1])
+            self._sync()
+            return (time.perf_counter() - start) / calls
+        feeds = self._feeds(shape)
         self._sync()
         start = time.perf_counter()
         for _ in range(calls):
