@@ -1,5 +1,7 @@
-"""Short-prompt projections (M = 32 or 128 rows): braze's weight-streaming GEMV kernel (all M rows in
-one tile, tl.dot per K chunk, optional split-K) against cuBLAS (not a test). At these M a
+"""Short-prompt projections (M = 16, 32 or 128 rows): braze's weight-streaming GEMV kernel (all M rows
+in one tile, tl.dot per K chunk, optional split-K) against cuBLAS (not a test). At 16 rows (the
+GEMV bucket braze runs for batched decode and short prompts) the heuristic's own config is timed
+too ("default"). At these M a
 projection is bound by reading the weight, and cuBLAS reaches well under the copy bandwidth there
 (kernel suite, H100: TinyLlama gate|up at 32 tokens 27 us for 46 MB). Each config is given to the
 matmul kernel as tuning knobs, checked against eager and timed like the kernel suite.
@@ -26,13 +28,17 @@ from knob_sweep import measure, with_knobs  # noqa: E402  (this folder)
 
 # (block_n, block_k, num_warps, num_stages, split_k)
 CONFIGS = {
+    16: [(16, 256, 4, 4, 1), (32, 256, 4, 3, 1), (64, 128, 4, 3, 1), (32, 128, 4, 4, 2), (64, 256, 8, 3, 1),
+         (128, 128, 8, 3, 1)],
     32: [(32, 128, 4, 4, 1), (32, 256, 4, 3, 1), (64, 128, 4, 3, 1), (64, 128, 8, 3, 1), (16, 256, 4, 4, 1),
          (32, 128, 4, 4, 2), (64, 128, 4, 3, 2), (16, 128, 4, 4, 2), (64, 64, 4, 4, 1), (128, 64, 8, 3, 1)],
     128: [(32, 64, 4, 3, 1), (64, 64, 8, 3, 1), (32, 128, 8, 3, 1), (64, 32, 4, 3, 1), (16, 128, 4, 3, 1),
           (32, 64, 4, 3, 2)],
 }
-BUCKET = {32: 64, 128: 0}   # the launcher's M bucket for these row counts
-BLOCK_M = {32: 64, 128: 128}
+BUCKET = {16: 16, 32: 64, 128: 0}   # the launcher's M bucket for these row counts
+BLOCK_M = {16: 16, 32: 64, 128: 128}
+LIBRARY = {"variant": "library", "block_m": 128, "block_n": 128, "block_k": 64, "num_warps": 8, "num_stages": 3,
+           "split_k": 1}
 
 
 def main() -> int:
@@ -55,10 +61,13 @@ def main() -> int:
                 row = {"model": model, "case": case, "seq": seq, "dtype": args.dtype, "configs": {}}
                 weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
                 row["weight_MB"] = weight_bytes / 1e6
-                for cfg in [None] + CONFIGS[seq]:
-                    key = "library" if cfg is None else "gemv_{}x{}x{}_w{}s{}_k{}".format(BLOCK_M[seq], *cfg)
+                for cfg in ([None, "library"] if seq == 16 else [None]) + CONFIGS[seq]:
+                    key = ("default" if seq == 16 else "library") if cfg is None else "library" if cfg == "library" \
+                        else "gemv_{}x{}x{}_w{}s{}_k{}".format(BLOCK_M[seq], *cfg)
                     program = base
-                    if cfg is not None:
+                    if cfg == "library":
+                        program = with_knobs(base, "matmul", {BUCKET[seq]: dict(LIBRARY)})
+                    elif cfg is not None:
                         bn, bk, warps, stages, split = cfg
                         program = with_knobs(base, "matmul", {BUCKET[seq]: {
                             "variant": "gemv", "block_m": BLOCK_M[seq], "block_n": bn, "block_k": bk,
@@ -70,7 +79,8 @@ def main() -> int:
                 best = min(ok, key=ok.get)
                 row["best"] = best
                 lib = row["configs"]["library"]["us"]
-                print(f"{model:<15} {case:<10} seq {seq:<4} {row['weight_MB']:6.1f} MB | cuBLAS {lib:7.1f} us | "
+                default = f" | default {row['configs']['default']['us']:7.1f} us" if "default" in row["configs"] else ""
+                print(f"{model:<15} {case:<10} seq {seq:<4} {row['weight_MB']:6.1f} MB | cuBLAS {lib:7.1f} us{default} | "
                       f"best {best} {ok[best]:7.1f} us ({lib / ok[best]:.2f}x)", flush=True)
                 rows.append(row)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -151,7 +151,7 @@ def _triton_matmul_space(k: Kernel, program: Program, bucket: int, device: Devic
                 continue
             out.append({"variant": "gemm", "block_m": bm, "block_n": bn, "block_k": bk, "num_warps": warps,
                         "num_stages": stages, "split_k": 1, "group_m": group})
-    if bucket in (64, 0) and library_eligible(g):
+    if bucket in (16, 64, 0) and library_eligible(g) and (bucket == 0 or not g.k.attr("quant")):
         default = _triton_matmul_default(k, program, bucket, device)
         out.append({**default, "variant": "library"})
     return out

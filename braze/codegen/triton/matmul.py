@@ -115,10 +115,12 @@ def default_matmul_config(g: "_Gen", m_bucket: int, n: int, k: int) -> MatmulCon
     """Today's heuristic for one M bucket: matmul_config, with cuBLAS past the GEMV buckets."""
     packed = {"weight_bytes": g.weight_bytes} if g.weight_bytes else {}
     config = matmul_config(m_bucket, n, k, g.wdtype, **packed)
-    # quantized weights: the library only past 64 rows (below, dequantizing the whole weight per call
-    # costs more than the fused GEMM's reads)
-    if m_bucket not in (1, GEMV_MAX_M) and USE_LIBRARY_GEMM and library_eligible(g) \
-            and (m_bucket == 0 or not g.k.attr("quant")):
+    # Float weights past one row go to cuBLAS: inside the model (RMSNorm / SiLU*mul prologues, split-K
+    # with a residual epilogue) the 16-row GEMV made TinyLlama's 2-16-token steps 3.66 ms on the H100
+    # against 1.67 ms through cuBLAS (bench/kernels/step_tokens_sweep.py), though alone it matched
+    # cuBLAS. Quantized weights: the library only past 64 rows (below, dequantizing the whole weight
+    # per call costs more than the fused GEMM's reads).
+    if m_bucket != 1 and USE_LIBRARY_GEMM and library_eligible(g) and (m_bucket == 0 or not g.k.attr("quant")):
         config = replace(config, variant="library")
     return config
 
