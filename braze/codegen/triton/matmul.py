@@ -23,8 +23,10 @@ M; each (function, constexpr config) compiles once):
 The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
 constexpr when static (they are for weights). Tunables come from the kernel's `knobs` (braze.tune:
-tuned, or the cost model's pick), else from `matmul_config` (one call per M bucket at emit time).
-A config's variant is "gemv", "gemm" or "library" (cuBLAS, matmul_library.py). A kernel with attr
+tuned, or the cost model's pick), else from `default_matmul_config` (one call per M bucket at emit
+time). A config's variant is "gemv", "gemm" or "library" (cuBLAS, matmul_library.py); by default
+M == 1 runs the GEMV and larger M the library for float weights (quantized: the GEMV to 16 rows,
+the fused GEMM to 64, then dequantize + library). A kernel with attr
 `batch_invariant` (braze/passes/batch_invariant.py) has one launch for every M: KERNEL_gemm with
 invariant.py's config, so a row's sums never depend on how many rows share the step.
 
@@ -48,9 +50,11 @@ from braze.ir.kernel import Expr, Kernel
 GEMV_MAX_M = 16  # M up to this runs the weight-streaming GEMV
 M_BUCKETS = (1, 16, 64, 0)  # launcher buckets: M == 1, M <= 16, M <= 64, larger (0)
 NUM_SMS = 132  # H100 SXM; only used to size grids (split-K) in the heuristic
-# M > 16: cuBLAS for the product, braze's kernels around it. The kernel suite on an H100 measured
-# cuBLAS ahead of the tl.dot GEMM at M = 32 (TinyLlama's four shapes, bf16) and far ahead in
-# float32, where tl.dot with input_precision="ieee" has no tensor cores (bench/NOTES.md).
+# M > 1 (float weights; quantized: M > 64): cuBLAS for the product, braze's kernels around it. The
+# kernel suite on an H100 measured cuBLAS ahead of the tl.dot GEMM at M = 32 (TinyLlama's four
+# shapes, bf16) and far ahead in float32, where tl.dot with input_precision="ieee" has no tensor
+# cores; the 16-row GEMV lost inside the model (default_matmul_config; bench/NOTES.md). The
+# GEMV-16 and GEMM variants stay in the tuning space.
 USE_LIBRARY_GEMM = True
 ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 

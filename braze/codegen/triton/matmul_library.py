@@ -1,11 +1,11 @@
 """Prefill matmuls through cuBLAS (torch.mm), with braze's fused prologue and epilogue around it.
 
 For large M the tensor-core GEMM is where the time goes, and cuBLAS's Hopper kernels beat a
-generated tl.dot GEMM whose A tile passes through registers for the prologue. So when M is large
-the launcher (M > 16) runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
+generated tl.dot GEMM whose A tile passes through registers for the prologue; inside a model it
+also beat the 16-row GEMV. So past one row (float weights) the launcher runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
 a plain contiguous-row view), torch.mm(A, W^T) (a library kernel, reported as such), and
 KERNEL_epilogue (residual/bias/activation, skipped when the output is the product itself).
-Decode (small M) keeps the fully fused GEMV.
+Batch-1 decode (M = 1) keeps the fully fused GEMV.
 """
 from __future__ import annotations
 
