@@ -219,36 +219,14 @@ def build_llm(folder: str, dtype: str, mode: str, db_path: str):
 
 
 def time_llms(llms: dict, rounds: int = E2E_ROUNDS) -> dict:
-    """Decode and prefill tok/s of each LLM, measured round-robin (one sample of each per round,
-    after a warm-up round) so that clock and host drift during the run hit every variant alike;
-    medians over the rounds. Prefill of a short model is host-bound (eager launches), which is
-    what made back-to-back medians of one LLM at a time differ by up to 2x between runs."""
-    import statistics
-    import time as _time
-
-    import braze
-    import torch
-
-    def params(n):
-        return braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+    """Decode and prefill tok/s of each LLM, measured round-robin (braze.bench.suite.peers:
+    drift hits every variant alike), medians over the rounds. Timing one LLM at a time, back to
+    back, read the same prefill kernels as up to 2x apart between runs."""
+    from braze.bench.suite.peers import round_robin_generate
     prompt, long_prompt = list(range(3, 3 + PROMPT)), [3 + i % 250 for i in range(LONG_PROMPT)]
     cases = {"first": (prompt, 1), "full": (prompt, NEW_TOKENS + 1), "prefill": (long_prompt, 1)}
-    samples = {name: {c: [] for c in cases} for name in llms}
-    for r in range(rounds + 1):
-        for name, llm in llms.items():
-            for case, (ids, n) in cases.items():
-                torch.cuda.synchronize()
-                start = _time.perf_counter()
-                llm.generate(prompt_token_ids=[ids], sampling_params=params(n))
-                torch.cuda.synchronize()
-                if r:  # round 0 warms up
-                    samples[name][case].append(_time.perf_counter() - start)
-    out = {}
-    for name, s in samples.items():
-        med = {c: statistics.median(v) for c, v in s.items()}
-        out[name] = {"decode_tok_s": NEW_TOKENS / (med["full"] - med["first"]), "prefill_tok_s": LONG_PROMPT / med["prefill"],
-                     "rounds": rounds}
-    return out
+    return {name: {"decode_tok_s": NEW_TOKENS / (m["full"] - m["first"]), "prefill_tok_s": LONG_PROMPT / m["prefill"],
+                   "rounds": rounds} for name, m in round_robin_generate(llms, cases, rounds).items()}
 
 
 def end_to_end(args, result: dict, db_path: str, records_path: str, device) -> None:

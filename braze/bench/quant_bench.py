@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -43,23 +42,10 @@ def build(folder: Path, method: str | None, long_prompt, say) -> tuple:
 
 def time_round_robin(llms: dict, prompt, long_prompt, new_tokens: int, repeats: int) -> dict:
     """name -> (decode tok/s, prefill tok/s): decode = the difference between 1 and 1 + new_tokens
-    generated tokens (CUDA graphs), prefill = a long prompt and one token. Each round measures every
-    method once in turn (after a warm-up round), so drift in clocks or host load during the run
-    hits all of them alike; medians over the rounds."""
-    import braze
-    params = lambda n: braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)  # noqa: E731
+    generated tokens (CUDA graphs), prefill = a long prompt and one token; round-robin medians."""
+    from braze.bench.suite.peers import round_robin_generate
     cases = {"first": (prompt, 1), "full": (prompt, new_tokens + 1), "long": (long_prompt, 1)}
-    samples = {name: {c: [] for c in cases} for name in llms}
-    for r in range(repeats + 1):
-        for name, llm in llms.items():
-            for case, (ids, n) in cases.items():
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                llm.generate(prompt_token_ids=[ids], sampling_params=params(n))
-                torch.cuda.synchronize()
-                if r:
-                    samples[name][case].append(time.perf_counter() - start)
-    med = {name: {c: statistics.median(v) for c, v in s.items()} for name, s in samples.items()}
+    med = round_robin_generate(llms, cases, repeats)
     return {name: (new_tokens / (m["full"] - m["first"]), len(long_prompt) / m["long"]) for name, m in med.items()}
 
 

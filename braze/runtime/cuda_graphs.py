@@ -22,6 +22,32 @@ import torch
 from braze.debug import log
 
 
+def static_inputs(device, n: int, pad_slot: int, logits_index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A graph's input buffers for n tokens, every row a padding row until loaded."""
+    return {"tokens": torch.zeros(n, dtype=torch.int64, device=device),
+            "positions": torch.zeros(n, dtype=torch.int64, device=device),
+            "slots": torch.full((n,), pad_slot, dtype=torch.int64, device=device),
+            "logits_index": logits_index}
+
+
+def capture(executable, feeds: dict, pool, after=None):
+    """(graph, logits) of one run of the executable on `feeds` captured in `pool`; after(logits)
+    is captured too. Two runs on a side stream first compile the kernels and allocate scratch
+    outside the capture."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            executable.run(feeds)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        logits = executable.run(feeds)["logits"]
+        if after is not None:
+            after(logits)
+    return graph, logits
+
+
 def decode_buckets(max_batch: int) -> list[int]:
     buckets, b = [], 1
     while b < max_batch:
@@ -40,24 +66,14 @@ class DecodeGraphs:
         self.pool = None  # graphs share one memory pool
 
     def _capture(self, n: int):
-        device = self.executable.device
-        static = {"tokens": torch.zeros(n, dtype=torch.int64, device=device),
-                  "positions": torch.zeros(n, dtype=torch.int64, device=device),
-                  "slots": torch.full((n,), self.pad_slot, dtype=torch.int64, device=device),
-                  "logits_index": torch.arange(n, dtype=torch.int64, device=device)}
-        feeds = {**static, **self.caches}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # compile kernels and allocate scratch outside the capture
-            for _ in range(2):
-                self.executable.run(feeds)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            logits = self.executable.run(feeds)["logits"]
+        static = static_inputs(self.executable.device, n, self.pad_slot,
+                               torch.arange(n, dtype=torch.int64, device=self.executable.device))
+
+        def feed_back(logits):  # the greedy token becomes the next step's input, one position on
             static["next"] = torch.argmax(logits, dim=-1)
             static["tokens"].copy_(static["next"])
             static["positions"].add_(1)
+        graph, logits = capture(self.executable, {**static, **self.caches}, self.pool, feed_back)
         self.pool = graph.pool()
         log(1, f"captured the decode step for batch {n} as a CUDA graph")
         self.graphs[n] = (graph, static, logits)
@@ -127,21 +143,9 @@ class StepGraphs:
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
 
     def _capture(self, n: int, rows: int):
-        device = self.executable.device
-        static = {"tokens": torch.zeros(n, dtype=torch.int64, device=device),
-                  "positions": torch.zeros(n, dtype=torch.int64, device=device),
-                  "slots": torch.full((n,), self.pad_slot, dtype=torch.int64, device=device),
-                  "logits_index": torch.zeros(rows, dtype=torch.int64, device=device)}
-        feeds = {**static, **self.caches}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # compile kernels and allocate scratch outside the capture
-            for _ in range(2):
-                self.executable.run(feeds)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool_owner.pool):
-            logits = self.executable.run(feeds)["logits"]
+        static = static_inputs(self.executable.device, n, self.pad_slot,
+                               torch.zeros(rows, dtype=torch.int64, device=self.executable.device))
+        graph, logits = capture(self.executable, {**static, **self.caches}, self.pool_owner.pool)
         self.pool_owner.pool = graph.pool()
         log(1, f"captured a {n}-token step ({rows} sampled rows) as a CUDA graph")
         self.graphs[(n, rows)] = (graph, static, logits)

@@ -36,6 +36,25 @@ def median_seconds(fn, device: str, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def round_robin_generate(llms: dict, cases: dict, rounds: int) -> dict:
+    """{name: {case: median seconds}} of llm.generate(prompt, max_tokens) for each braze.LLM and
+    each case (name -> (prompt ids, max_tokens)): every LLM runs every case once per round, in
+    turn, after a warm-up round, so drift in clocks or host load during the run hits all alike."""
+    import braze
+    samples = {name: {case: [] for case in cases} for name in llms}
+    for r in range(rounds + 1):
+        for name, llm in llms.items():
+            for case, (ids, n) in cases.items():
+                params = braze.SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+                sync("cuda")
+                start = time.perf_counter()
+                llm.generate(prompt_token_ids=[ids], sampling_params=params)
+                sync("cuda")
+                if r:  # round 0 warms up
+                    samples[name][case].append(time.perf_counter() - start)
+    return {name: {case: statistics.median(v) for case, v in s.items()} for name, s in samples.items()}
+
+
 def free_memory() -> None:
     import gc
 
