@@ -30,6 +30,18 @@ def static_inputs(device, n: int, pad_slot: int, logits_index: torch.Tensor) -> 
             "logits_index": logits_index}
 
 
+def grow_scratch(executable, caches: dict, max_tokens: int, pad_slot: int) -> None:
+    """Run one step of max_tokens padding rows before any capture. Library matmuls and split-K
+    stage through workspaces that grow to the largest step seen (matmul_library.py); a graph
+    captured with a smaller workspace would keep its address after a later, larger step
+    reallocated it, and replay into freed memory (an illegal address on the H100 when the
+    allocator had reused it). After this step no workspace grows again."""
+    inputs = static_inputs(executable.device, max_tokens, pad_slot,
+                           torch.zeros(1, dtype=torch.int64, device=executable.device))
+    executable.run({**inputs, **caches})
+    torch.cuda.synchronize()
+
+
 def capture(executable, feeds: dict, pool, after=None):
     """(graph, logits) of one run of the executable on `feeds` captured in `pool`; after(logits)
     is captured too. Two runs on a side stream first compile the kernels and allocate scratch

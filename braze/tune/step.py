@@ -107,7 +107,8 @@ class _Variant:
         self.executable = Executable(setup.transform(program), backend=setup.backend, device=setup.device)
         self.graphs = self.step_graphs = None
         if setup.cuda_graphs:
-            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs
+            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs, grow_scratch
+            grow_scratch(self.executable, timer.caches, setup.max_tokens, setup.max_num_seqs)
             self.graphs = DecodeGraphs(self.executable, timer.caches, setup.max_num_seqs, pad_slot=setup.max_num_seqs)
             self.step_graphs = StepGraphs(self.executable, timer.caches, setup.max_tokens, setup.max_num_seqs,
                                           self.graphs)

@@ -84,3 +84,21 @@ def test_prefill_and_mixed_steps_from_cuda_graphs_equal_eager(smol_shaped_checkp
             for llm in (graphed, eager)]
     assert outs[0] == outs[1]
     assert graphed.engine.step_graphs.graphs  # the prefill steps did run from graphs
+
+
+@cuda
+def test_step_graph_captured_before_a_larger_step_still_replays_right(smol_shaped_checkpoint):
+    """A short prompt's step graph, then a long prompt (library matmuls stage through workspaces
+    sized by the largest step), then the short prompt again: the same tokens every time as eager
+    (a graph replaying into an outgrown workspace read freed memory)."""
+    settings = dict(device="cuda", dtype="float32", max_model_len=1024, max_num_seqs=1, max_num_batched_tokens=1024)
+    graphed = braze.LLM(str(smol_shaped_checkpoint), **settings)
+    eager = braze.LLM(str(smol_shaped_checkpoint), **settings, enforce_eager=True)
+    gen = torch.Generator().manual_seed(3)
+    short, long = (torch.randint(3, 300, (n,), generator=gen).tolist() for n in (20, 700))
+    params = braze.SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
+
+    def tokens(llm, prompt):
+        return llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0].token_ids
+    want_short, want_long = tokens(eager, short), tokens(eager, long)
+    assert [tokens(graphed, p) for p in (short, long, short)] == [want_short, want_long, want_short]

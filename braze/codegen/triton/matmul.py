@@ -452,13 +452,16 @@ def _may_alias(program, a: str, b: str) -> bool:
 
 
 WORKSPACE_HELPER = '''_braze_matmul_ws = {}
+_braze_matmul_retired = []
 
 
 def _braze_matmul_workspace(device, numel):
-    """float32 split-K partials, one growing buffer per device (allocated on first use: run a
-    warm-up step before capturing CUDA graphs)."""
+    """float32 split-K partials, one growing buffer per device; an outgrown one stays allocated
+    for the CUDA graphs captured with it (see _braze_library_workspace)."""
     ws = _braze_matmul_ws.get(device)
     if ws is None or ws.numel() < numel:
+        if ws is not None:
+            _braze_matmul_retired.append(ws)
         ws = _braze_matmul_ws[device] = torch.empty(max(numel, 1 << 16), dtype=torch.float32, device=device)
     return ws
 '''

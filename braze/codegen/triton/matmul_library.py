@@ -16,13 +16,19 @@ PROLOGUE_BLOCK_M, PROLOGUE_BLOCK_K = 4, 512
 EPILOGUE_BLOCK_M, EPILOGUE_BLOCK_N = 16, 128
 
 WORKSPACE_HELPER = '''_braze_library_ws = {}
+_braze_library_retired = []
 
 
 def _braze_library_workspace(device, dtype, numel, slot):
-    """A/C staging for library matmuls: one growing buffer per (device, dtype, slot)."""
+    """A/C staging for library matmuls: one growing buffer per (device, dtype, slot). A buffer
+    outgrown stays allocated: a CUDA graph captured with it replays into it (the engine grows
+    every workspace before its first capture, so this keeps at most what a later, larger
+    program outgrew)."""
     key = (device, dtype, slot)
     ws = _braze_library_ws.get(key)
     if ws is None or ws.numel() < numel:
+        if ws is not None:
+            _braze_library_retired.append(ws)
         ws = _braze_library_ws[key] = torch.empty(numel, dtype=dtype, device=device)
     return ws
 '''
