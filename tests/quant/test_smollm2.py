@@ -71,8 +71,9 @@ def test_int8_within_2_percent_and_awq_better_than_rtn(perplexity_rows):
     assert rows["int4-awq-g128"]["kl"] < rows["int4-rtn-g128"]["kl"], _report(rows)
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's bar, not met yet: int4-awq-g128 measured +16.5% perplexity over "
-                                       "the whole text (bench/results/quant-cpu.json; RTN +24.9%), see docs/quantization.md")
+@pytest.mark.xfail(strict=True, reason="the issue's bar, not met yet: int4-awq-g128 (AWQ's scales and clipping "
+                                       "search) measured +15.8% perplexity over the whole text (27.717 vs 23.928, "
+                                       "KL 0.144; bench/results/quant-cpu.json; RTN +24.9%), see docs/quantization.md")
 def test_int4_awq_g128_within_15_percent(perplexity_rows):
     rows = perplexity_rows
     assert rows["int4-awq-g128"]["ppl"] <= 1.15 * rows["none"]["ppl"], _report(rows)
