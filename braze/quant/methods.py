@@ -5,7 +5,7 @@
     int4-rtn-g128-sym    the same, symmetric (no zero points)
     int4-awq-g128        AWQ: activation-aware channel scales from a calibration text, then RTN
     fp8                  float8 e4m3 weights, one scale per channel (GPU prefill: fp8 activations too)
-    gguf                 a GGUF file's own Q4_0 / Q4_1 / Q8_0 blocks, run as they are
+    gguf                 a GGUF file's own Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K blocks, run as they are
 """
 from __future__ import annotations
 

@@ -86,3 +86,26 @@ def test_gguf_blocks_decode_like_gguf(kind):
     q = blocks_to_quantized(kind, raw, (6, 160))
     assert isinstance(q, QuantizedTensor) and q.group == 32
     np.testing.assert_array_equal(q.dequantize().numpy(), expected)
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K"])
+def test_gguf_k_quant_blocks_decode_like_gguf(kind):
+    """Q4_K_M files' super-blocks (random bytes, finite fp16 scales) as int4 g32 with mins / int8
+    g16: the same floats as gguf's own dequantization."""
+    gguf = pytest.importorskip("gguf")
+    from braze.quant.gguf_blocks import blocks_to_quantized
+
+    rng = np.random.default_rng(1)
+    n, k = 5, 512
+    size = {"Q4_K": 144, "Q6_K": 210}[kind]
+    raw = rng.integers(0, 256, (n, k // 256, size), dtype=np.uint8)
+    halves = rng.uniform(1e-3, 2e-2, (n, k // 256, 2)).astype(np.float16).view(np.uint8)
+    if kind == "Q4_K":
+        raw[..., 0:4] = halves.reshape(n, k // 256, 4)  # d, dmin
+    else:
+        raw[..., 208:210] = halves[..., :2]  # d
+    qtype = getattr(gguf.GGMLQuantizationType, kind)
+    expected = gguf.quants.dequantize(raw.reshape(n, -1), qtype).reshape(n, k)
+    q = blocks_to_quantized(kind, raw.reshape(n, -1), (n, k))
+    assert (q.format, q.group) == (("int4", 32) if kind == "Q4_K" else ("int8", 16))
+    np.testing.assert_array_equal(q.dequantize().numpy(), expected)
