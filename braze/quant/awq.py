@@ -23,8 +23,7 @@ folded into the model, then a per-group weight clipping search.
 2. Clipping (AutoAWQ's auto_clip). For every linear but Q/K (their errors meet in the softmax,
    which a per-linear error does not see), per output row and group of `group` input channels,
    the group's weights are clamped to +-r * max|w| with r in 1, 0.95, ..., 0.55 chosen to minimize
-   that group's share of the output on the calibration rows (at most CLIP_ROWS of them, evenly
-   spaced, as AutoAWQ samples them),
+   that group's share of the output on the calibration rows,
 
        min over r of  || X_g w_g^T - X_g Q(clamp(w_g, -r max|w_g|, r max|w_g|))^T ||^2
 
@@ -50,7 +49,6 @@ from braze.quant.formats import _int4_grid, _padded_groups, fake_quantize_int4
 
 ALPHAS = tuple(i / 20 for i in range(20))  # 0 .. 0.95, AutoAWQ's grid
 CLIP_RATIOS = tuple(1 - i / 20 for i in range(10))  # 1 (no clip) .. 0.55, AutoAWQ's (n_grid 20, max_shrink 0.5)
-CLIP_ROWS = 512  # the clipping search judges at most this many calibration rows, evenly spaced (AutoAWQ's n_sample_token)
 
 # f(x, weights) -> the output the scale search compares (the block the weights feed)
 Block = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]
@@ -110,8 +108,6 @@ def search_clip(x: torch.Tensor, w: torch.Tensor, group: int, zero_point: bool,
                 ratios: tuple[float, ...] = CLIP_RATIOS) -> tuple[torch.Tensor, torch.Tensor]:
     """(w clamped per row and group to its best shrunk range, the ratios [N, G]) for input x [T, K]."""
     n, k = w.shape
-    if x.shape[0] > CLIP_ROWS:
-        x = x[:: x.shape[0] // CLIP_ROWS][:CLIP_ROWS]
     wg = _padded_groups(w, group)  # [N, G, g]; padding is zero in x too, so it adds no error
     xg = _padded_groups(x, group).transpose(0, 1)  # [G, T, g]
     ref = torch.bmm(xg, wg.permute(1, 2, 0))  # [G, T, N]: each group's share of the output
@@ -132,31 +128,16 @@ def search_clip(x: torch.Tensor, w: torch.Tensor, group: int, zero_point: bool,
     return best.reshape(n, -1)[:, :k].contiguous(), best_ratio
 
 
-def calibration_windows(ids: list[int], window: int) -> list[list[int]]:
-    """`ids` cut into sequences of `window` tokens (AutoAWQ's samples); a short tail joins the last
-    window when it is under half a window, else it is a window of its own."""
-    wins = [ids[i: i + window] for i in range(0, len(ids), window)]
-    if len(wins) > 1 and len(wins[-1]) < window // 2:
-        tail = wins.pop()
-        wins[-1] = wins[-1] + tail
-    return wins
-
-
-def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor],
-                      calibration_ids: list[int] | list[list[int]], group: int, zero_point: bool = True,
-                      clip: bool = True) -> dict[str, torch.Tensor]:
+def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor], calibration_ids: list[int],
+                      group: int, zero_point: bool = True, clip: bool = True) -> dict[str, torch.Tensor]:
     """A copy of `weights` (HF names, float) with AWQ scales folded in (the same float model) and,
-    with `clip`, the clipping search's clamps applied (the one change to the float model).
-    calibration_ids: one token sequence, or several (each attends only to itself; the searches
-    judge the errors over all their rows together)."""
+    with `clip`, the clipping search's clamps applied (the one change to the float model)."""
     c = config
     w = {k: v.float() for k, v in weights.items()}  # entries are replaced, never written in place
-    seqs = [list(s) for s in calibration_ids] if calibration_ids and not isinstance(calibration_ids[0], int) \
-        else [list(calibration_ids)]
-    lengths = [len(s) for s in seqs]
-    tokens = torch.tensor([i for s in seqs for i in s], dtype=torch.int64)
-    cos, sin = rope_tables(c, max(lengths))
-    positions = torch.cat([torch.arange(n) for n in lengths])
+    tokens = torch.tensor(calibration_ids, dtype=torch.int64)
+    t = len(calibration_ids)
+    cos, sin = rope_tables(c, t)
+    positions = torch.arange(t)
     H, Hkv, D = c.num_heads, c.num_kv_heads, c.head_dim
     # O's input channel (head h, dim d) reads V's row (h's KV head, d): with grouped-query heads
     # the heads sharing a V row share its scale
@@ -168,13 +149,10 @@ def awq_scale_weights(config: ModelConfig, weights: dict[str, torch.Tensor],
     def attention(h: torch.Tensor, qkv: list[torch.Tensor], p: str) -> torch.Tensor:
         q, k, v = (F.linear(h, wn, w.get(f"{p}self_attn.{n}_proj.bias")) for wn, n in zip(qkv, "qkv"))
         q, k = rope_reference(q, positions, cos, sin, D), rope_reference(k, positions, cos, sin, D)
-        out = []
-        for qs, ks, vs in zip(q.split(lengths), k.split(lengths), v.split(lengths)):  # one sequence each
-            heads = lambda z, n: z.view(len(qs), n, D).transpose(0, 1)  # noqa: E731
-            a = F.scaled_dot_product_attention(heads(qs, H), heads(ks, Hkv).repeat_interleave(H // Hkv, 0),
-                                               heads(vs, Hkv).repeat_interleave(H // Hkv, 0), is_causal=True)
-            out.append(a.transpose(0, 1).reshape(len(qs), H * D))
-        return torch.cat(out)
+        heads = lambda z, n: z.view(t, n, D).transpose(0, 1)  # noqa: E731
+        a = F.scaled_dot_product_attention(heads(q, H), heads(k, Hkv).repeat_interleave(H // Hkv, 0),
+                                           heads(v, Hkv).repeat_interleave(H // Hkv, 0), is_causal=True)
+        return a.transpose(0, 1).reshape(t, H * D)
 
     def scale_group(inp: torch.Tensor, names: list[str], block: Block = _linears,
                     owner: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,8 +23,7 @@ from braze.quant.formats import QuantizedTensor
 from braze.quant.methods import QuantScheme, parse_method
 
 CONFIG_NAME = "quantization_config.json"
-CALIBRATION_TOKENS = 2048  # AWQ's calibration: the text's first tokens, at most this many,
-CALIBRATION_WINDOW = 512  # in sequences of this many (AutoAWQ's samples), each attending only to itself
+CALIBRATION_TOKENS = 512
 
 
 def is_quantized_folder(path) -> bool:
@@ -47,13 +46,12 @@ def quantize_weights(loaded: LoadedModel, quant: str | QuantScheme | None,
         blocks = load_gguf_blocks(loaded.source, c.num_heads, c.num_kv_heads)
         return loaded.weights, replace(scheme, prequantized=blocks)
     if scheme.awq:
-        from braze.quant.awq import awq_scale_weights, calibration_windows
+        from braze.quant.awq import awq_scale_weights
         from braze.quant.calibration_text import CALIBRATION_TEXT
         ids = loaded.tokenizer.encode(calibration_text or CALIBRATION_TEXT)[:CALIBRATION_TOKENS]
         if len(ids) < 32:
             raise InvalidArgumentError(f"the calibration text has {len(ids)} tokens; AWQ needs at least 32")
-        windows = calibration_windows(ids, CALIBRATION_WINDOW)
-        return awq_scale_weights(c, loaded.weights, windows, scheme.group, scheme.zero_point), scheme
+        return awq_scale_weights(c, loaded.weights, ids, scheme.group, scheme.zero_point), scheme
     return loaded.weights, scheme
 
 

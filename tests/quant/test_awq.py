@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from braze.frontend.hf import config_from_dict
-from braze.quant.awq import awq_scale_weights, calibration_windows, search_clip
+from braze.quant.awq import awq_scale_weights, search_clip
 from braze.quant.formats import fake_quantize_int4
 
 
@@ -76,15 +76,13 @@ def _tiny_llama(num_kv_heads: int):
     return model
 
 
-@pytest.mark.parametrize("windows", [False, True])  # one calibration sequence, or several
 @pytest.mark.parametrize("num_kv_heads", [2, 4])  # grouped-query heads (O's scales tied per V row), and not
-def test_scale_folding_keeps_the_float_model(num_kv_heads, windows):
+def test_scale_folding_keeps_the_float_model(num_kv_heads):
     model = _tiny_llama(num_kv_heads)
     config = config_from_dict(model.config.to_dict())
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ids = torch.randint(0, 96, (100,), generator=torch.Generator().manual_seed(2)).tolist()
-    scaled = awq_scale_weights(config, weights, calibration_windows(ids, 40) if windows else ids, group=32,
-                               clip=False)
+    scaled = awq_scale_weights(config, weights, ids, group=32, clip=False)
     assert set(scaled) == set(weights)
     for name in ("input_layernorm", "post_attention_layernorm"):  # the scales were folded somewhere
         assert not torch.allclose(scaled[f"model.layers.0.{name}.weight"], weights[f"model.layers.0.{name}.weight"])
@@ -113,21 +111,3 @@ def test_clip_changes_only_the_clipped_linears_and_only_toward_zero():
             changed.add(name.split(".")[-2])
     assert changed and not changed & {"q_proj", "k_proj"}  # Q/K keep their range
     assert changed <= {"v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-
-
-def test_calibration_windows():
-    ids = list(range(1100))
-    assert [len(w) for w in calibration_windows(ids, 512)] == [512, 588]  # a short tail joins the last
-    assert [len(w) for w in calibration_windows(list(range(1400)), 512)] == [512, 512, 376]
-    assert [len(w) for w in calibration_windows(ids[:300], 512)] == [300]
-    assert sum(calibration_windows(ids, 512), []) == ids
-
-
-def test_one_window_is_the_plain_sequence():
-    model = _tiny_llama(2)
-    config = config_from_dict(model.config.to_dict())
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ids = torch.randint(0, 96, (100,), generator=torch.Generator().manual_seed(4)).tolist()
-    flat = awq_scale_weights(config, weights, ids, group=32)
-    windowed = awq_scale_weights(config, weights, [ids], group=32)
-    assert all(torch.equal(flat[k], windowed[k]) for k in flat)
