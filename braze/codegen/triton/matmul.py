@@ -41,10 +41,9 @@ from dataclasses import replace
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import split_rows, view_offsets
 from braze.codegen.triton.invariant import invariant_matmul_config
-from braze.codegen.triton.matmul_library import WORKSPACE_HELPER as LIBRARY_WORKSPACE_HELPER
 from braze.codegen.triton.matmul_config import (  # noqa: F401  (re-exported: tests and benches use mm.*)
     ELEM_BYTES, GEMV_MAX_M, M_BUCKETS, NUM_SMS, MatmulConfig, matmul_config)
-from braze.codegen.triton.matmul_library import library_eligible, library_launch, library_sources
+from braze.codegen.triton.matmul_library import WORKSPACE_HELPER, library_eligible, library_launch, library_sources
 from braze.codegen.triton.module import EmitContext, EmittedKernel
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr, Kernel
@@ -393,22 +392,6 @@ def _may_alias(program, a: str, b: str) -> bool:
     return may_alias(program, a, b)
 
 
-WORKSPACE_HELPER = '''_braze_matmul_ws = {}
-_braze_matmul_retired = []
-
-
-def _braze_matmul_workspace(device, numel):
-    """float32 split-K partials, one growing buffer per device; an outgrown one stays allocated
-    for the CUDA graphs captured with it (see _braze_library_workspace)."""
-    ws = _braze_matmul_ws.get(device)
-    if ws is None or ws.numel() < numel:
-        if ws is not None:
-            _braze_matmul_retired.append(ws)
-        ws = _braze_matmul_ws[device] = torch.empty(max(numel, 1 << 16), dtype=torch.float32, device=device)
-    return ws
-'''
-
-
 def _gemm_launch(c: MatmulConfig, args: str) -> list[str]:
     tune = f"num_warps={c.num_warps}, num_stages={c.num_stages}"
     return [f"        grid = (triton.cdiv(M, {c.block_m}) * triton.cdiv(N, {c.block_n}),)",
@@ -470,7 +453,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
                        f"        split = triton.cdiv(K, k_chunk) if K else 1"]
             if c.split_k > 1:
                 launch += ["        if split > 1:",
-                           f"            ws = _braze_matmul_workspace({out}.device, split * M * N)",
+                           f"            ws = _braze_workspace({out}.device, torch.float32, max(split * M * N, 1 << 16), 'split_k')",
                            f"            KERNEL[(triton.cdiv(N, {c.block_n}), split)]({args}, ws, M, N, K, "
                            f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
                            f"SPLIT_K=split, EVEN_K=even_k, ONE_PASS=False, {tune})",
@@ -484,7 +467,5 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             launch += library_launch(g, operands, out)
         else:
             launch += _gemm_launch(c, args)
-    helpers = [WORKSPACE_HELPER] if any(c.split_k > 1 for c in configs.values()) else []
-    if use_library:
-        helpers.append(LIBRARY_WORKSPACE_HELPER)
+    helpers = [WORKSPACE_HELPER] if use_library or any(c.split_k > 1 for c in configs.values()) else []
     return EmittedKernel(src, "\n".join(launch) + "\n", helpers)

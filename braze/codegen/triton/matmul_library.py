@@ -15,21 +15,22 @@ LIBRARY_DTYPES = ("bfloat16", "float16", "float32")
 PROLOGUE_BLOCK_M, PROLOGUE_BLOCK_K = 4, 512
 EPILOGUE_BLOCK_M, EPILOGUE_BLOCK_N = 16, 128
 
-WORKSPACE_HELPER = '''_braze_library_ws = {}
-_braze_library_retired = []
+WORKSPACE_HELPER = '''_braze_ws = {}
+_braze_ws_retired = []
 
 
-def _braze_library_workspace(device, dtype, numel, slot):
-    """A/C staging for library matmuls: one growing buffer per (device, dtype, slot). A buffer
-    outgrown stays allocated: a CUDA graph captured with it replays into it (the engine grows
-    every workspace before its first capture, so this keeps at most what a later, larger
-    program outgrew)."""
+def _braze_workspace(device, dtype, numel, slot):
+    """Scratch of a generated module (split-K partials, library A/C staging, dequantized
+    weights, fp8 activations): one growing buffer per (device, dtype, slot). A buffer outgrown
+    stays allocated: a CUDA graph captured with it replays into it (the engine grows every
+    workspace before its first capture, so this keeps at most what a later, larger program
+    outgrew)."""
     key = (device, dtype, slot)
-    ws = _braze_library_ws.get(key)
+    ws = _braze_ws.get(key)
     if ws is None or ws.numel() < numel:
         if ws is not None:
-            _braze_library_retired.append(ws)
-        ws = _braze_library_ws[key] = torch.empty(numel, dtype=dtype, device=device)
+            _braze_ws_retired.append(ws)
+        ws = _braze_ws[key] = torch.empty(numel, dtype=dtype, device=device)
     return ws
 '''
 
@@ -154,7 +155,7 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
         av = k.operands[plain]
         lines.append(f"{indent}a = {_window(operands[plain], '(M, K)', av)}")
     else:
-        lines += [f"{indent}a = _braze_library_workspace({out}.device, {dt}, M * K, 0)[: M * K].view(M, K)",
+        lines += [f"{indent}a = _braze_workspace({out}.device, {dt}, M * K, 0)[: M * K].view(M, K)",
                   f"{indent}KERNEL_prologue[(triton.cdiv(M, {block_m}), {k_programs})]({', '.join(operands)}, a, M, N, K, "
                   f"BLOCK_M={block_m}, BLOCK_K={PROLOGUE_BLOCK_K}, EVEN_K=K % {PROLOGUE_BLOCK_K} == 0, "
                   "num_warps=4)"]
@@ -168,7 +169,7 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
                  else _window(t, "(M, N)", tv))
         lines.append(f"{indent}torch.addmm({added}, a, w.t(), out={_window(out, '(M, N)', k.output)})")
     else:
-        lines += [f"{indent}c = _braze_library_workspace({out}.device, {dt}, M * N, 1)[: M * N].view(M, N)",
+        lines += [f"{indent}c = _braze_workspace({out}.device, {dt}, M * N, 1)[: M * N].view(M, N)",
                   f"{indent}torch.mm(a, w.t(), out=c)",
                   f"{indent}KERNEL_epilogue[(triton.cdiv(M, {EPILOGUE_BLOCK_M}), triton.cdiv(N, {EPILOGUE_BLOCK_N}))]"
                   f"({', '.join(operands)}, c, {out}, M, N, K, BLOCK_M={EPILOGUE_BLOCK_M}, "

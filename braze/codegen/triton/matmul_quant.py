@@ -141,8 +141,8 @@ def _braze_fp8_mm(a, w8, scale_w, out, add=None):
         out.copy_(y)
         return
     m, k = a.shape
-    a8 = _braze_library_workspace(a.device, torch.float8_e4m3fn, m * k, 3)[: m * k].view(m, k)
-    s_a = _braze_library_workspace(a.device, torch.float32, m, 4)[:m].view(m, 1)
+    a8 = _braze_workspace(a.device, torch.float8_e4m3fn, m * k, 3)[: m * k].view(m, k)
+    s_a = _braze_workspace(a.device, torch.float32, m, 4)[:m].view(m, 1)
     _braze_fp8_rows[(m,)](a, a8, s_a, k, a.stride(0), BLOCK_K=1024, num_warps=4)
     scale_b = scale_w.float().reshape(1, -1)
     out_dtype = torch.bfloat16 if out.dtype == torch.float32 else out.dtype
@@ -184,7 +184,7 @@ def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out
         raise CompilationError(f"kernel {k.name}: the library launch has no weight line to replace")
     if g.format != "fp8":
         lines[w_line: w_line + 1] = [
-            f"{indent}w = _braze_library_workspace({out}.device, torch.{g.wdtype}, N * K, 2)[: N * K].view(N, K)",
+            f"{indent}w = _braze_workspace({out}.device, torch.{g.wdtype}, N * K, 2)[: N * K].view(N, K)",
             f"{indent}KERNEL_dequant[(triton.cdiv(N, {DEQUANT_BLOCK_N}), triton.cdiv(K, {DEQUANT_BLOCK_K}))]"
             f"({', '.join(operands)}, w, M, N, K, BLOCK_N={DEQUANT_BLOCK_N}, BLOCK_K={DEQUANT_BLOCK_K}, num_warps=4)"]
         return lines
