@@ -222,11 +222,11 @@ def time_llms(llms: dict, rounds: int = E2E_ROUNDS) -> dict:
     """Decode and prefill tok/s of each LLM, measured round-robin (braze.bench.suite.peers:
     drift hits every variant alike), medians over the rounds. Timing one LLM at a time, back to
     back, read the same prefill kernels as up to 2x apart between runs."""
-    from braze.bench.suite.peers import round_robin_generate
+    from braze.bench.suite.peers import round_robin_decode_prefill
     prompt, long_prompt = list(range(3, 3 + PROMPT)), [3 + i % 250 for i in range(LONG_PROMPT)]
-    cases = {"first": (prompt, 1), "full": (prompt, NEW_TOKENS + 1), "prefill": (long_prompt, 1)}
-    return {name: {"decode_tok_s": NEW_TOKENS / (m["full"] - m["first"]), "prefill_tok_s": LONG_PROMPT / m["prefill"],
-                   "rounds": rounds} for name, m in round_robin_generate(llms, cases, rounds).items()}
+    timed = round_robin_decode_prefill(llms, prompt, long_prompt, NEW_TOKENS, rounds)
+    return {name: {"decode_tok_s": decode, "prefill_tok_s": prefill, "rounds": rounds}
+            for name, (decode, prefill) in timed.items()}
 
 
 def end_to_end(args, result: dict, db_path: str, records_path: str, device) -> None:

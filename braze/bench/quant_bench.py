@@ -40,15 +40,6 @@ def build(folder: Path, method: str | None, long_prompt, say) -> tuple:
     return llm, entry
 
 
-def time_round_robin(llms: dict, prompt, long_prompt, new_tokens: int, repeats: int) -> dict:
-    """name -> (decode tok/s, prefill tok/s): decode = the difference between 1 and 1 + new_tokens
-    generated tokens (CUDA graphs), prefill = a long prompt and one token; round-robin medians."""
-    from braze.bench.suite.peers import round_robin_generate
-    cases = {"first": (prompt, 1), "full": (prompt, new_tokens + 1), "long": (long_prompt, 1)}
-    med = round_robin_generate(llms, cases, repeats)
-    return {name: (new_tokens / (m["full"] - m["first"]), len(long_prompt) / m["long"]) for name, m in med.items()}
-
-
 def gemv_roofline(n: int, k: int, method: str | None, bandwidth: float, repeats: int) -> dict:
     """One [1, k] x [n, k]^T matmul through braze's Triton kernel, vs (bytes moved) / bandwidth."""
     from braze.bench.suite.kernels import gpu_us, graphed
@@ -98,7 +89,8 @@ def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048
         except Exception as e:  # one method failing must not lose the others' numbers
             result["errors"][name] = f"{type(e).__name__}: {e}"
             say(f"  {name} failed: {result['errors'][name]}")
-    for name, (decode, prefill) in time_round_robin(llms, prompt, long_prompt, new_tokens, repeats).items():
+    from braze.bench.suite.peers import round_robin_decode_prefill
+    for name, (decode, prefill) in round_robin_decode_prefill(llms, prompt, long_prompt, new_tokens, repeats).items():
         entries[name].update(decode_tok_s=decode, prefill_tok_s=prefill)
         say(f"  {name}: decode {decode:.0f} tok/s, prefill {prefill:.0f} tok/s")
     llms.clear()

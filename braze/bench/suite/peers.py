@@ -36,11 +36,14 @@ def median_seconds(fn, device: str, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def round_robin_generate(llms: dict, cases: dict, rounds: int) -> dict:
-    """{name: {case: median seconds}} of llm.generate(prompt, max_tokens) for each braze.LLM and
-    each case (name -> (prompt ids, max_tokens)): every LLM runs every case once per round, in
-    turn, after a warm-up round, so drift in clocks or host load during the run hits all alike."""
+def round_robin_decode_prefill(llms: dict, prompt: list[int], long_prompt: list[int], new_tokens: int,
+                               rounds: int) -> dict:
+    """{name: (decode tok/s, prefill tok/s)} of braze.LLMs: decode = new_tokens over the time
+    between generating 1 and 1 + new_tokens tokens after `prompt`, prefill = `long_prompt` and one
+    token. Every LLM runs every case once per round, in turn, after a warm-up round, so drift in
+    clocks or host load during the run hits all alike; medians over the rounds."""
     import braze
+    cases = {"first": (prompt, 1), "full": (prompt, new_tokens + 1), "long": (long_prompt, 1)}
     samples = {name: {case: [] for case in cases} for name in llms}
     for r in range(rounds + 1):
         for name, llm in llms.items():
@@ -52,7 +55,8 @@ def round_robin_generate(llms: dict, cases: dict, rounds: int) -> dict:
                 sync("cuda")
                 if r:  # round 0 warms up
                     samples[name][case].append(time.perf_counter() - start)
-    return {name: {case: statistics.median(v) for case, v in s.items()} for name, s in samples.items()}
+    med = {name: {case: statistics.median(v) for case, v in s.items()} for name, s in samples.items()}
+    return {name: (new_tokens / (m["full"] - m["first"]), len(long_prompt) / m["long"]) for name, m in med.items()}
 
 
 def free_memory() -> None:
