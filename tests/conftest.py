@@ -137,6 +137,16 @@ def make_tiny_checkpoint(family: str, folder: Path, *, seed: int = 0, max_shard_
     return folder
 
 
+@pytest.fixture(scope="module")
+def fresh_braze_cache(tmp_path_factory):
+    """BRAZE_CACHE_DIR in a new folder for one test module, so its kernels are compiled rather
+    than read from an earlier run's cache (`pytestmark = pytest.mark.usefixtures(...)`)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """family -> folder of a tiny random HF checkpoint: llama, llama3_rope, mistral, qwen2, qwen3."""

@@ -23,12 +23,7 @@ if not torch.cuda.is_available():
 import braze  # noqa: E402
 from braze.ir.interpret import TORCH_DTYPE  # noqa: E402
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("fresh_braze_cache")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

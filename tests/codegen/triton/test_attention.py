@@ -28,12 +28,7 @@ from braze.runtime.executable import Executable  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("fresh_braze_cache")  # tests/conftest.py
 
 
 def build(h, hkv, d, slots_n, ctx, dtype, t_bound=128, sliced=True):

@@ -39,12 +39,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 K, N, EPS = 200, 120, 1e-5  # K not a multiple of any BLOCK_K: the masked k-loop runs too
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("fresh_braze_cache")  # tests/conftest.py
 
 
 def rand(shape, dtype, scale=1.0, seed=0):

@@ -34,12 +34,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 K, N, I, EPS = 72, 120, 88, 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("fresh_braze_cache")  # tests/conftest.py
 
 
 # -- helpers ------------------------------------------------------------------------------------

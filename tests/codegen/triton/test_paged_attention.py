@@ -31,12 +31,7 @@ TOL = {"float32": dict(rtol=1e-4, atol=1e-4), "float16": dict(rtol=1e-2, atol=1e
        "bfloat16": dict(rtol=2e-2, atol=2e-2)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAZE_CACHE_DIR", str(tmp_path_factory.mktemp("braze_cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("fresh_braze_cache")  # tests/conftest.py
 
 
 _COMPILED = {}
