@@ -34,8 +34,11 @@ def shuffled_table(seqs, blocks_per_seq, num_blocks, seed=0):
 
 
 def feeds_for(graph, slots, positions, table, dtype, seed=0):
+    """The step's slots and positions (and block table, unless None), every other input random."""
     g = torch.Generator().manual_seed(seed)
-    feeds = {"slots": torch.tensor(slots), "positions": torch.tensor(positions), "block_table": table}
+    feeds = {"slots": torch.tensor(slots), "positions": torch.tensor(positions)}
+    if table is not None:
+        feeds["block_table"] = table
     for node in graph.inputs:
         name = node.attr("name")
         if name not in feeds:

@@ -32,7 +32,7 @@ from braze.passes.batch_invariant import is_batch_invariant, make_batch_invarian
 from braze.passes.pipeline import lower  # noqa: E402
 from braze.runtime.executable import Executable  # noqa: E402
 
-from paged_graphs import build as paged_graph, shuffled_table  # noqa: E402  (tests/support)
+from paged_graphs import build as paged_graph, feeds_for, shuffled_table  # noqa: E402  (tests/support)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -168,17 +168,6 @@ def test_matmul_row_alone_equals_row_in_a_batch_of_37(dtype, invariant):
     check_modes(graph, "mm", feeds, (0, 17, 36), ("x", "res"), dtype, invariant, output="y")
 
 
-def attention_feeds(graph, slots, positions, dtype, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    feeds = {"slots": torch.tensor(slots), "positions": torch.tensor(positions)}
-    for node in graph.inputs:
-        name = node.attr("name")
-        if name not in feeds:
-            shape = [len(slots) if s == "T" else s for s in node.shape]
-            feeds[name] = torch.randn(shape, generator=g).to(TORCH_DTYPE[dtype])
-    return feeds
-
-
 # a mixed 37-token step: a prompt chunk (slot 1, positions 300..319: the second split of 256 rows),
 # two decode tokens (slot 0 at 530, slot 2 at 4), a new prompt (slot 3, positions 0..14)
 MIXED_SLOTS = [1] * 20 + [0, 2] + [3] * 15
@@ -190,7 +179,7 @@ PER_TOKEN = ("qkv", "slots", "positions")
 @pytest.mark.parametrize("dtype,invariant", MODES)
 def test_slot_attention_query_alone_equals_query_in_a_mixed_step(dtype, invariant):
     graph = slot_attention_graph(dtype)
-    feeds = attention_feeds(graph, MIXED_SLOTS, MIXED_POSITIONS, dtype)
+    feeds = feeds_for(graph, MIXED_SLOTS, MIXED_POSITIONS, None, dtype)
     check_modes(graph, "attn", feeds, TOKENS, PER_TOKEN, dtype, invariant)
 
 
@@ -202,7 +191,7 @@ def test_paged_attention_query_alone_equals_query_in_a_mixed_step(dtype, invaria
     monkeypatch.setattr(paged_attention, "DECODE_MAX_T", 16)
     # 9 heads over 3 kv heads, blocks of 5 rows, 4 sequences of up to 120 blocks (600 rows: 3 splits)
     graph = paged_graph(9, 3, 16, 480, 5, 4, 120, dtype, t_bound=64)
-    feeds = attention_feeds(graph, MIXED_SLOTS, MIXED_POSITIONS, dtype)
+    feeds = feeds_for(graph, MIXED_SLOTS, MIXED_POSITIONS, None, dtype)
     feeds["block_table"] = shuffled_table(4, 120, 480)
     check_modes(graph, "paged", feeds, TOKENS, PER_TOKEN, dtype, invariant)
 
@@ -257,7 +246,7 @@ def test_gpu_attention_query_alone_equals_query_in_a_mixed_step(dtype, paged, in
         graph = paged_graph(GPU_H, GPU_HKV, GPU_D, 4 * 64, 16, 4, 64, dtype, t_bound=256)
     else:
         graph = slot_attention_graph(dtype, GPU_H, GPU_HKV, GPU_D, slots_n=4, ctx=1024, t_bound=256)
-    feeds = attention_feeds(graph, slots, positions, dtype)
+    feeds = feeds_for(graph, slots, positions, None, dtype)
     if paged:
         feeds["block_table"] = shuffled_table(4, 64, 4 * 64)
     program = program_for(("gpu-attn", dtype, paged), graph, invariant)
