@@ -61,17 +61,14 @@ def main() -> int:
                 row = {"model": model, "case": case, "seq": seq, "dtype": args.dtype, "configs": {}}
                 weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
                 row["weight_MB"] = weight_bytes / 1e6
-                for cfg in ([None, "library"] if seq == 16 else [None]) + CONFIGS[seq]:
-                    key = ("default" if seq == 16 else "library") if cfg is None else "library" if cfg == "library" \
-                        else "gemv_{}x{}x{}_w{}s{}_k{}".format(BLOCK_M[seq], *cfg)
-                    program = base
-                    if cfg == "library":
-                        program = with_knobs(base, "matmul", {BUCKET[seq]: dict(LIBRARY)})
-                    elif cfg is not None:
-                        bn, bk, warps, stages, split = cfg
-                        program = with_knobs(base, "matmul", {BUCKET[seq]: {
-                            "variant": "gemv", "block_m": BLOCK_M[seq], "block_n": bn, "block_k": bk,
-                            "num_warps": warps, "num_stages": stages, "split_k": split}})
+                # (name, knobs for the bucket; None: the emitter's own choice, cuBLAS past 16 rows)
+                candidates = [("default", None), ("library", LIBRARY)] if seq == 16 else [("library", None)]
+                candidates += [("gemv_{}x{}x{}_w{}s{}_k{}".format(BLOCK_M[seq], bn, bk, warps, stages, split),
+                                {"variant": "gemv", "block_m": BLOCK_M[seq], "block_n": bn, "block_k": bk,
+                                 "num_warps": warps, "num_stages": stages, "split_k": split})
+                               for bn, bk, warps, stages, split in CONFIGS[seq]]
+                for key, knobs in candidates:
+                    program = base if knobs is None else with_knobs(base, "matmul", {BUCKET[seq]: dict(knobs)})
                     row["configs"][key] = measure(program, feeds, want, flush)
                     if "rel_err" in row["configs"][key]:
                         row["configs"][key]["TBps"] = weight_bytes / row["configs"][key]["us"] / 1e6
