@@ -180,3 +180,11 @@ class StepGraphs:
         static["logits_index"].copy_(host[3 * n:], non_blocking=True)
         graph.replay()
         return logits[: len(logits_index)]
+
+
+def model_graphs(executable, caches: dict[str, torch.Tensor], max_batch: int, max_tokens: int) -> tuple:
+    """(DecodeGraphs, StepGraphs) of an executable whose cache has a spare slot at index max_batch
+    (the padding rows write it), after the one max-size step that must precede any capture."""
+    grow_scratch(executable, caches, max_tokens, pad_slot=max_batch)
+    decode = DecodeGraphs(executable, caches, max_batch, pad_slot=max_batch)
+    return decode, StepGraphs(executable, caches, max_tokens, max_batch, decode)

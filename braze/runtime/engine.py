@@ -70,10 +70,8 @@ class Engine:
             self.caches["block_table"] = self.block_table
         self.graphs = self.step_graphs = None
         if cuda_graphs:  # the cache's last slot takes the padding rows of partial batches
-            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs, grow_scratch
-            grow_scratch(executable, self.caches, max_step_tokens, pad_slot=num_slots)
-            self.graphs = DecodeGraphs(executable, self.caches, num_slots, pad_slot=num_slots)
-            self.step_graphs = StepGraphs(executable, self.caches, max_step_tokens, num_slots, self.graphs)
+            from braze.runtime.cuda_graphs import model_graphs
+            self.graphs, self.step_graphs = model_graphs(executable, self.caches, num_slots, max_step_tokens)
         self.cache = cache_manager or SlotCacheManager(num_slots, context)
         self.scheduler = Scheduler(self.cache, min(max_num_seqs or num_slots, num_slots), max_step_tokens)
         self.requests: dict[object, Sequence] = {}  # unfinished, by request id

@@ -107,11 +107,9 @@ class _Variant:
         self.executable = Executable(setup.transform(program), backend=setup.backend, device=setup.device)
         self.graphs = self.step_graphs = None
         if setup.cuda_graphs:
-            from braze.runtime.cuda_graphs import DecodeGraphs, StepGraphs, grow_scratch
-            grow_scratch(self.executable, timer.caches, setup.max_tokens, setup.max_num_seqs)
-            self.graphs = DecodeGraphs(self.executable, timer.caches, setup.max_num_seqs, pad_slot=setup.max_num_seqs)
-            self.step_graphs = StepGraphs(self.executable, timer.caches, setup.max_tokens, setup.max_num_seqs,
-                                          self.graphs)
+            from braze.runtime.cuda_graphs import model_graphs
+            self.graphs, self.step_graphs = model_graphs(self.executable, timer.caches, setup.max_num_seqs,
+                                                         setup.max_tokens)
 
 
 class StepTimer:
