@@ -4,8 +4,6 @@ each checked against torch and timed the way decode runs them: R launches with d
 (R x bytes well past L2) replayed from one CUDA graph; time per GEMV = replay / R. int8 (one scale
 a row) and bf16 kernels of the same structure, and cuBLAS on bf16, are the peers. Not a test.
 
-    PYTHONPATH=. python3 bench/kernels/int4_gemv_variants.py [--out F]
-
   joined    the generator's old form: nibbles interleaved back with tl.join + reshape to [BN, BK]
   split2d   [BN, BK/2] bytes against the activations split into even / odd (tl.split), scales
             broadcast to [BN, BK/2]
@@ -17,6 +15,13 @@ a row) and bf16 kernels of the same structure, and cuBLAS on bf16, are the peers
   words     int32 words of 8 nibbles, each made a float by one logic op in place (no shifts or
             byte extraction), one scale and min per word: ~3 instructions a weight instead of ~9,
             and no faster: the int4 GEMV is bound by each program's load latency, not by issue
+  revsplitk gemlite's GEMV_REVSPLITK: weights repacked K-major (int32 [K/8, N]), many programs
+            of BLOCK_K weights x BLOCK_N columns, float32 atomics into a zeroed output
+            (braze/codegen/triton/gemv_revsplitk.py). Timed three ways: _f32 = memset + GEMV
+            (float32 out), _bf16 = GEMV + a cast kernel that also re-zeroes the workspace (the
+            model dtype, no memset), _gemv_only = the GEMV alone (wrong sums, a lower bound)
+
+    python3 bench/kernels/int4_gemv_variants.py --out F [--kernels revsplitk,int4,int8,bf16]
 """
 from __future__ import annotations
 
@@ -24,11 +29,16 @@ import argparse
 import itertools
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from braze.codegen.triton.gemv_revsplitk import (RevSplitKConfig, gemv_revsplitk,  # noqa: E402
+                                                 gemv_revsplitk_cast, repack_kmajor)
 
 GROUP = 128
 
@@ -271,10 +281,84 @@ def weights(n: int, k: int, copies: int, gen):
     return out
 
 
+# revsplitK: (BLOCK_N, warps) with BLOCK_N / (32 x warps) = 2, 4 or 8 columns a thread. Triton keeps
+# 16-byte loads (4 columns), so 2 puts warps along K (their row sums meet in shared memory) and 8
+# gives a thread two 4-column groups; 4 is the form with no shared memory at all. Times (BLOCK_K,
+# STEPS) from gemlite's small K slices (16 weights = 2 int32 rows) up to 128 weights a program.
+RS_TILES = [(256, 2), (256, 4), (512, 2), (512, 4), (512, 8), (1024, 4), (1024, 8)]
+RS_KS = [(16, 1), (32, 1), (64, 1), (32, 2), (32, 4)]
+RS_CONFIGS = [RevSplitKConfig(bn, bk, steps, warps, magic) for (bn, warps), (bk, steps), magic
+              in itertools.product(RS_TILES, RS_KS, (True, False))]
+RS_FINALISTS = 3  # per nibble conversion, the fastest float32 configs also timed with a bf16 output
+
+
+def rel_err(got, refs) -> float:
+    return max(((o.float() - r).abs().max() / r.abs().max()).item() for o, r in zip(got, refs))
+
+
+def revsplitk_runs(xs, ws, refs, n: int, copies: int) -> list[dict]:
+    """Time every RS_CONFIGS entry as memset + GEMV (float32 out), then the fastest few also as
+    GEMV + cast (bf16 out, the workspace re-zeroed by the cast) and as the GEMV alone."""
+    kms = [repack_kmajor(w["q4"].packed, w["q4"].scales, w["q4"].mins, GROUP) for w in ws]
+    accs = [torch.zeros(n, device="cuda") for _ in range(copies)]
+    outs = [torch.empty(n, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+    ws32 = torch.zeros(n, device="cuda")  # one workspace, as a model's GEMVs would share it
+    runs = []
+
+    def record(kernel, cfg, launch, got):
+        try:
+            launch()
+            err = rel_err(got, refs)
+            us = graph_us(launch, copies) if err < 2e-2 else None
+        except Exception as e:  # noqa: BLE001 - one config failing must not stop the others
+            err, us = None, None
+            print(f"  {kernel} {cfg} failed: {type(e).__name__}: {str(e)[:100]}")
+        runs.append({"kernel": kernel, "bn": cfg.block_n, "bk": cfg.block_k * cfg.steps, "chunk_k": cfg.block_k,
+                     "steps": cfg.steps, "warps": cfg.warps, "magic": cfg.magic, "us": us, "rel_err": err})
+
+    for cfg in RS_CONFIGS:
+        if not cfg.fits(GROUP):
+            continue
+
+        def f32(cfg=cfg):
+            for x, km, acc in zip(xs, kms, accs):
+                acc.zero_()
+                gemv_revsplitk(x, km, acc, cfg)
+        record("revsplitk_f32", cfg, f32, accs)
+    for magic in (True, False):
+        timed = [r for r in runs if r["us"] is not None and r["magic"] == magic]
+        for r in sorted(timed, key=lambda r: r["us"])[:RS_FINALISTS]:
+            cfg = RevSplitKConfig(r["bn"], r["chunk_k"], r["steps"], r["warps"], magic)
+
+            def bf16(cfg=cfg):
+                for x, km, o in zip(xs, kms, outs):
+                    gemv_revsplitk_cast(x, km, ws32, o, cfg)
+
+            def gemv_only(cfg=cfg):
+                for x, km, acc in zip(xs, kms, accs):
+                    gemv_revsplitk(x, km, acc, cfg)
+            record("revsplitk_bf16", cfg, bf16, outs)
+            # the GEMV alone keeps adding into accs: its sums are not checked (rel_err None)
+            runs.append({"kernel": "revsplitk_gemv_only", "bn": cfg.block_n, "bk": cfg.block_k * cfg.steps,
+                         "chunk_k": cfg.block_k, "steps": cfg.steps, "warps": cfg.warps, "magic": magic,
+                         "us": graph_us(gemv_only, copies), "rel_err": None})
+    return runs
+
+
+KERNEL_SETS = ("revsplitk", "int4", "int8", "bf16")
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=None)
+    ap = argparse.ArgumentParser(description="int4 decode GEMV variants at TinyLlama's shapes (CUDA only)")
+    ap.add_argument("--out", default=None, help="JSON report, rewritten after each shape")
+    ap.add_argument("--kernels", default=",".join(KERNEL_SETS),
+                    help=f"comma list of {', '.join(KERNEL_SETS)} (cuBLAS bf16 is always timed)")
     args = ap.parse_args(argv)
+    kernels = set(args.kernels.split(","))
+    if kernels - set(KERNEL_SETS):
+        ap.error(f"unknown --kernels {sorted(kernels - set(KERNEL_SETS))}")
+    if not torch.cuda.is_available():
+        sys.exit("int4_gemv_variants.py times CUDA kernels from CUDA graphs: it needs a CUDA GPU")
     from braze.bench.ceilings import measure_copy_bandwidth
     bw = measure_copy_bandwidth("cuda")
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
@@ -293,7 +377,9 @@ def main(argv=None):
                                            copies)
         g = k // GROUP
         bks = [bk for bk in (512, 1024, 2048) if k % bk == 0]
-        for name, fn in INT4.items():
+        if "revsplitk" in kernels:
+            entry["runs"] += revsplitk_runs(xs, ws, refs, n, copies)
+        for name, fn in (INT4.items() if "int4" in kernels else ()):
             for bn, bk, warps in itertools.product((2, 4, 8, 16), bks, (4, 8)):
                 if not 512 <= bn * bk // 2 <= 16384:
                     continue
@@ -324,26 +410,32 @@ def main(argv=None):
             def launch16(bn=bn, bk=bk, warps=warps):
                 for x, w, o in zip(xs, ws, outs):
                     bf16_rows[(triton.cdiv(n, bn),)](x, w["bf16"], o, n, k, bn, bk, num_warps=warps)
-            entry["runs"].append({"kernel": "int8_rows", "bn": bn, "bk": bk, "warps": warps,
-                                  "us": graph_us(launch8, copies)})
-            launch8m()
-            r8 = xs[0].float() @ ws[0]["q8"].dequantize().T
-            err8 = ((outs[0].float() - r8).abs().max() / r8.abs().max()).item()
-            entry["runs"].append({"kernel": "int8_magic", "bn": bn, "bk": bk, "warps": warps, "rel_err": err8,
-                                  "us": graph_us(launch8m, copies) if err8 < 2e-2 else None})
-            entry["runs"].append({"kernel": "bf16_rows", "bn": bn, "bk": bk, "warps": warps,
-                                  "us": graph_us(launch16, copies)})
+            if "int8" in kernels:
+                entry["runs"].append({"kernel": "int8_rows", "bn": bn, "bk": bk, "warps": warps,
+                                      "us": graph_us(launch8, copies)})
+                launch8m()
+                r8 = xs[0].float() @ ws[0]["q8"].dequantize().T
+                err8 = ((outs[0].float() - r8).abs().max() / r8.abs().max()).item()
+                entry["runs"].append({"kernel": "int8_magic", "bn": bn, "bk": bk, "warps": warps, "rel_err": err8,
+                                      "us": graph_us(launch8m, copies) if err8 < 2e-2 else None})
+            if "bf16" in kernels:
+                entry["runs"].append({"kernel": "bf16_rows", "bn": bn, "bk": bk, "warps": warps,
+                                      "us": graph_us(launch16, copies)})
         best = {}
         for r in entry["runs"]:
-            if r["us"] is not None and (r["kernel"] not in best or r["us"] < best[r["kernel"]]["us"]):
-                best[r["kernel"]] = r
+            # the revsplitK kernels' best per nibble conversion (magic / i2f), the others' best per kernel
+            name = r["kernel"] + ("" if "magic" not in r else "_magic" if r["magic"] else "_i2f")
+            if r["us"] is not None and (name not in best or r["us"] < best[name]["us"]):
+                best[name] = r
         entry["best"] = best
-        floors = {"int4": entry["int4_floor_us"], "int8": entry["int8_floor_us"], "bf16": entry["bf16_floor_us"]}
+        floors = {"int4": entry["int4_floor_us"], "revsplitk": entry["int4_floor_us"], "int8": entry["int8_floor_us"],
+                  "bf16": entry["bf16_floor_us"]}
         print(f"K={k} N={n}: cuBLAS bf16 {entry['cublas_bf16_us']:.2f} us", flush=True)
         for kern, r in sorted(best.items(), key=lambda kv: kv[1]["us"]):
             floor = floors[kern.split("_")[0]]
-            print(f"  {kern:16} {r['us']:7.2f} us ({100 * floor / r['us']:3.0f}% of floor {floor:.2f}) "
-                  f"bn={r['bn']} bk={r['bk']} w={r['warps']}", flush=True)
+            print(f"  {kern:26} {r['us']:7.2f} us ({100 * floor / r['us']:3.0f}% of floor {floor:.2f}) "
+                  f"bn={r['bn']} bk={r['bk']} w={r['warps']}" + (f" chunk={r['chunk_k']}" if "chunk_k" in r else ""),
+                  flush=True)
         report["shapes"].append(entry)
         del ws, xs, outs
         torch.cuda.empty_cache()
