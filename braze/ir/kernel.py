@@ -22,6 +22,10 @@ Kinds and what their expressions mean (`dom` = the kernel's iteration domain):
   attention  output[t] = softmax(q[t] K^T * scale) V over cache rows 0..positions[t] of slot
              slots[t]; operands q [T, H*D], k_cache, v_cache, slots, positions; attrs num_heads,
              num_kv_heads, head_dim, scale.
+  RoPE fused into its readers: a kv_store or attention with attr rope_heads = R (and rope_head_dim)
+             rotates the first R heads of x (kv_store) or q (attention) at positions[t] as it reads
+             them, with the tables [C, head_dim/2] as its last two operands (cos, then sin): the rope
+             kernel and its [T, F] intermediate are gone (see `fused_rope`).
   batch_matmul  output[*b, m, n] = sum_k A[*b, m, k] * B[*b, k, n] (float32 accumulation) for
              operands A, B viewed with the output's batch dims (broadcast dims have stride 0):
              two activations, e.g. an attention's q @ k^T and probs @ v.
@@ -111,6 +115,14 @@ class Kernel:
 
     def attr(self, name: str, default: Any = None) -> Any:
         return dict(self.attrs).get(name, default)
+
+
+def fused_rope(k: Kernel) -> tuple[tuple[View, ...], tuple[View, View] | None]:
+    """A kv_store's or attention's own operands, and the (cos, sin) tables of a RoPE fused into it
+    (None when there is none): the tables come last, after the optional block table."""
+    if k.attr("rope_heads") is None:
+        return k.operands, None
+    return k.operands[:-2], (k.operands[-2], k.operands[-1])
 
 
 @dataclass(frozen=True)

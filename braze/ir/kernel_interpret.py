@@ -60,6 +60,18 @@ def kernel_weight(k: Kernel, ops: list[torch.Tensor]) -> torch.Tensor:
     return dequantize(k.attr("quant"), k.attr("group"), ops[k.attr("weight")], ops[k.attr("scales")], mins)
 
 
+def _rotated(k: Kernel, ops: list, value: int, positions: int) -> list:
+    """The operands of a kv_store or attention with a RoPE fused into it: the rope applied to the
+    first rope_heads heads of operand `value`, and the tables dropped."""
+    if k.attr("rope_heads") is None:
+        return ops
+    ops, (cos, sin) = ops[:-2], ops[-2:]
+    x = ops[value].contiguous()
+    rotated = rope_reference(x.reshape(x.shape[0], -1), ops[positions], cos, sin, k.attr("rope_head_dim"),
+                             k.attr("rope_heads"))
+    return ops[:value] + [rotated.reshape(x.shape)] + ops[value + 1:]
+
+
 def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]) -> None:
     out = view_tensor(flat, k.output, symbols)
     ops = [view_tensor(flat, v, symbols) for v in k.operands]
@@ -78,11 +90,13 @@ def run_kernel(k: Kernel, flat: dict[str, torch.Tensor], symbols: dict[str, int]
         result = rope_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], k.attr("head_dim"),
                                 k.attr("rotary_heads"))
     elif k.kind == "kv_store":  # operands x, slots, positions (, block table)
+        ops = _rotated(k, ops, 0, 2)
         kv_store_reference(out, ops[0].contiguous(), *ops[1:], inplace=True)
         return
     elif k.kind == "batch_matmul":
         result = ops[0].float() @ ops[1].float()
     elif k.kind == "attention":
+        ops = _rotated(k, ops, 0, 4)
         result = attention_reference(ops[0].contiguous(), ops[1], ops[2], ops[3], ops[4], k.attr("num_heads"),
                                      k.attr("num_kv_heads"), k.attr("head_dim"), k.attr("scale"), *ops[5:])
         result = result.reshape(out.shape)  # q and the output may be [T, H, D] views

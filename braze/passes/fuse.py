@@ -11,12 +11,17 @@ that consumes it. Rules, in the spirit of Inductor's can_fuse:
     own kernel straight into its slice of the concat's buffer (Qwen3's normalised q and k);
   - a computed value whose only use is a reshape that is a graph output is written by its own
     kernel straight into the output's buffer (linear over [B, T, C] flattened to [B*T, C]);
+  - a rope read only by kv_store (its x) and attention (its q), directly or through head-aligned
+    column slices, at the same positions, is not a kernel: its readers rotate what they read
+    (attr rope_heads, the tables as their last operands; see braze.ir.kernel.fused_rope);
   - gather, rope, kv_store, attention, batched matmul (two activations: it stays `matmul` after
-    the layout pass made every other matmul a linear) and graph outputs are always materialized.
+    the layout pass made every other matmul a linear) and graph outputs are otherwise materialized.
 Fusion is optimistic: a kernel that turns out illegal (two matmuls, mismatched reduction rows)
 demotes the offending node to a buffer and fusion runs again.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 from braze.errors import GraphVerificationError
 from braze.ir.graph import Graph, Node
@@ -51,6 +56,8 @@ class _Fusion:
             return True
         if n.op == "constant":
             return False
+        if n.op == "rope" and self.rope_fuses_into_readers(n):
+            return False
         if id(n) in self.forced or id(n) in self.outputs or n.op in ALWAYS_MATERIALIZED:
             return True
         if n.op in VIEW_OPS:
@@ -66,6 +73,30 @@ class _Fusion:
         if n.op in LINEAR_OPS:
             return not (u.op in POINTWISE_OPS and u.shape == n.shape and u.dtype == n.dtype)
         return not self._inlinable_into(n, u)
+
+    def rope_fuses_into_readers(self, n: Node) -> bool:
+        """Every reader of rope n is a kv_store's x or an attention's q at n's positions, directly or
+        through a head-aligned column slice: a decode layer then runs no rope kernel at all."""
+        if id(n) in self.forced or id(n) in self.outputs or len(n.shape) != 2:
+            return False
+        head_dim, positions = n.attr("head_dim"), n.inputs[1]
+        for user in self.users.get(id(n), []):
+            readers = [user]
+            if user.op == "slice":
+                if user.attr("axis") % 2 != 1 or user.attr("start") % head_dim or id(user) in self.outputs:
+                    return False
+                readers = self.users.get(id(user), [])
+            for r in readers:
+                value = n if r is user else user
+                if r.op == "kv_store":
+                    fits = r.inputs[1] is value and r.inputs[3] is positions and r.inputs[0].shape[-1] == head_dim
+                elif r.op == "attention":
+                    fits = r.inputs[0] is value and r.inputs[4] is positions and r.attr("head_dim") == head_dim
+                else:
+                    fits = False
+                if not fits or r.inputs.count(value) != 1:
+                    return False
+        return bool(self.users.get(id(n)))
 
     def _writes_in_place(self, n: Node) -> bool:
         """n is computed by a fused kernel (pointwise, reduction or linear) that may write its result
@@ -165,6 +196,8 @@ class _Fusion:
                 return reshape_view(src, n.shape)
             except NotAView:
                 raise _Demote(n.inputs[0])
+        if n.op == "rope" and not self.materialized(n):
+            return self.view_of(n.inputs[0])  # its readers rotate the values as they load them
         if not self.materialized(n):
             raise _Demote(n)
         b = self.buffer_of(n)
@@ -234,10 +267,32 @@ class _KernelBuilder:
 def _anchor_kernel(f: _Fusion, n: Node, index: int) -> Kernel:
     reads = n.inputs[1:] if n.op == "kv_store" else n.inputs  # kv_store writes its first input
     if n.op == "attention":
-        return _attention_kernel(f, n, index)
+        return _with_fused_rope(f, n, _attention_kernel(f, n, index))
     out = f.buffer_of(n)
-    return Kernel(f"k{index}_{n.op}", n.op, tuple(f.view_of(i) for i in reads), full_view(out.name, out.shape),
-                  attrs=n.attrs, sources=(n.op,))
+    kernel = Kernel(f"k{index}_{n.op}", n.op, tuple(f.view_of(i) for i in reads), full_view(out.name, out.shape),
+                    attrs=n.attrs, sources=(n.op,))
+    return _with_fused_rope(f, n, kernel) if n.op == "kv_store" else kernel
+
+
+def _with_fused_rope(f: _Fusion, n: Node, kernel: Kernel) -> Kernel:
+    """kernel (of kv_store or attention n) rotating the heads it reads from a rope fused into it."""
+    value = n.inputs[1] if n.op == "kv_store" else n.inputs[0]
+    rope, first_head = value, 0
+    if value.op == "slice":
+        rope = value.inputs[0]
+    if rope.op != "rope" or f.materialized(rope):
+        return kernel
+    head_dim = rope.attr("head_dim")
+    if value is not rope:
+        first_head = value.attr("start") // head_dim
+    rotary = rope.attr("rotary_heads")
+    rotary = rope.shape[-1] // head_dim if rotary is None else rotary
+    heads = min(rotary - first_head, value.shape[-1] // head_dim)
+    if heads <= 0:  # it reads only heads the rope passes through (v)
+        return kernel
+    tables = (f.view_of(rope.inputs[2]), f.view_of(rope.inputs[3]))
+    return replace(kernel, operands=kernel.operands + tables, sources=("rope",) + kernel.sources,
+                   attrs=kernel.attrs + (("rope_heads", heads), ("rope_head_dim", head_dim)))
 
 
 def _attention_kernel(f: _Fusion, n: Node, index: int) -> Kernel:

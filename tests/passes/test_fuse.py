@@ -258,8 +258,9 @@ def test_tiny_llama_reference_executor_matches_interpreter(bias, qk_norm, tied):
     g = build_llama(c, weights, max_seqs=2, context=8, max_tokens=8)
     program = lower(g)
     kinds = [k.kind for k in program.kernels]
-    # one rope over q|k|v and one k|v cache write per layer
-    assert kinds.count("attention") == 2 and kinds.count("kv_store") == 2 and kinds.count("rope") == 2
+    # one k|v cache write per layer; the rope over q|k|v is fused into it and into attention
+    assert kinds.count("attention") == 2 and kinds.count("kv_store") == 2 and kinds.count("rope") == 0
+    assert all(k.attr("rope_heads") for k in program.kernels if k.kind in ("attention", "kv_store"))
     assert kinds.count("matmul") == 2 * 4 + 1  # qkv, o, gate|up, down per layer; lm head
     shape = cache_shape(c, 2, 8)
     feeds = {"tokens": torch.tensor([3, 7, 1, 9, 2]), "positions": torch.tensor([0, 1, 2, 0, 1]),
@@ -270,6 +271,65 @@ def test_tiny_llama_reference_executor_matches_interpreter(bias, qk_norm, tied):
     got = Executable(program, backend="reference").run({k: v.clone() for k, v in feeds.items()})
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- rope fused into its readers
+
+ROPE_LAYER = """
+    %qkv = input() {name="qkv"} : f32[T, 16]
+    %pos = input() {name="pos"} : i64[T]
+    %slots = input() {name="slots"} : i64[T]
+    %cache = input() {name="cache"} : f32[2, 2, 4, 4]
+    %cos = weight() {name="cos"} : f32[4, 2]
+    %sin = weight() {name="sin"} : f32[4, 2]
+    %0 = rope(%qkv, %pos, %cos, %sin) {head_dim=4, rotary_heads=3} : f32[T, 16]
+    %1 = slice(%0) {axis=1, start=8, stop=16} : f32[T, 8]
+    %2 = kv_store(%cache, %1, %slots, %pos) : f32[2, 2, 4, 4]
+    %3 = slice(%2) {axis=1, start=0, stop=1} : f32[2, 1, 4, 4]
+    %4 = slice(%2) {axis=1, start=1, stop=2} : f32[2, 1, 4, 4]
+    %5 = slice(%0) {axis=1, start=0, stop=8} : f32[T, 8]
+    %6 = attention(%5, %3, %4, %slots, %pos) {head_dim=4, num_heads=2, num_kv_heads=1, scale=0.5} : f32[T, 8]
+    %7 = exp(%6) : f32[T, 8]
+    return out=%7, cache=%2"""
+ROPE_TABLES = {"cos": torch.randn(4, 2), "sin": torch.randn(4, 2)}
+
+
+def test_rope_read_only_by_kv_store_and_attention_is_fused_into_both():
+    p = compile_and_check(ROPE_LAYER, ROPE_TABLES)
+    kernels = "\n".join(str(p).split("\n  outputs ")[1].split("\n")[1:])
+    # the cache write rotates k (the first of its two heads), attention rotates both q heads; each
+    # reads the unrotated q|k|v, and the tables ride along as the last two operands
+    assert kernels == """\
+kernel k0_kv_store kv_store rope_heads=1 rope_head_dim=4 -> cache[2, 2, 4, 4; 32, 16, 4, 1]   # rope kv_store
+  $0 = qkv+8[T, 8; 16, 1]
+  $1 = slots[T; 1]
+  $2 = pos[T; 1]
+  $3 = cos[4, 2; 2, 1]
+  $4 = sin[4, 2; 2, 1]
+kernel k1_attention attention head_dim=4 num_heads=2 num_kv_heads=1 scale=0.5 rope_heads=2 rope_head_dim=4 -> t0[T, 8; 8, 1]   # rope attention
+  $0 = qkv[T, 8; 16, 1]
+  $1 = cache[2, 1, 4, 4; 32, 16, 4, 1]
+  $2 = cache+16[2, 1, 4, 4; 32, 16, 4, 1]
+  $3 = slots[T; 1]
+  $4 = pos[T; 1]
+  $5 = cos[4, 2; 2, 1]
+  $6 = sin[4, 2; 2, 1]
+kernel k2_pointwise pointwise -> t1[T, 8; 8, 1]   # exp
+  $0 = t0[T, 8; 8, 1]
+  out:
+    %0 = exp($0)
+    out = %0""", kernels
+
+
+@pytest.mark.parametrize("other_reader", [
+    "%8 = slice(%0) {axis=1, start=0, stop=8} : f32[T, 8]\n    %9 = exp(%8) : f32[T, 8]",  # a pointwise reader
+    "%8 = slice(%0) {axis=1, start=2, stop=10} : f32[T, 8]\n    %9 = exp(%8) : f32[T, 8]",  # not head-aligned
+])
+def test_rope_with_another_reader_stays_its_own_kernel(other_reader):
+    text = ROPE_LAYER.replace("    return out=%7, cache=%2", f"    {other_reader}\n    return out=%7, cache=%2, y=%9")
+    p = compile_and_check(text, ROPE_TABLES)
+    assert [k.kind for k in p.kernels].count("rope") == 1
+    assert not any(k.attr("rope_heads") for k in p.kernels)
 
 
 def test_comparisons_and_where_fuse_into_pointwise_kernels():

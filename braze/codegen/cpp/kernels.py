@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from braze.errors import CompilationError
 from braze.codegen.cpp.emit import KernelCtx, fmt_float, indent, paren
+from braze.ir.kernel import fused_rope
 from braze.codegen.cpp.matmul import emit_matmul, matmul_support
 
 
@@ -126,11 +127,24 @@ def emit_rope(ctx: KernelCtx) -> list[str]:
     return lines + ["}"]
 
 
+def _rotated_load(ctx: KernelCtx, x, t: str, head: str, d: str, rope, head_dim: int) -> str:
+    """x[t, head * head_dim + d] after rotate-half RoPE at position p (a RoPE fused into the
+    reader), rounded to x's dtype as the rope kernel's output would be."""
+    cos, sin = rope
+    half = head_dim // 2
+    col = lambda j: [t, f"{head} * {head_dim} + {j}"]  # noqa: E731
+    j = f"({d} < {half} ? {d} : {d} - {half})"
+    other = f"({d} < {half} ? -{ctx.load(x, col(f'{d} + {half}'))} : {ctx.load(x, col(f'{d} - {half}'))})"
+    value = f"({ctx.load(x, col(d))} * {ctx.load(cos, ['p', j])} + {other} * {ctx.load(sin, ['p', j])})"
+    rounding = {"bfloat16": "round_bf16({0})", "float16": "round_f16({0})"}.get(ctx.dtype(x), "{0}")
+    return rounding.format(value)
+
+
 def emit_kv_store(ctx: KernelCtx) -> list[str]:
     """cache[s, h, p, :] = x[t, h]; paged (a 4th operand, the block table [S, blocks]): row p of
     sequence s is row p % B of block table[s, p / B]."""
     k = ctx.kernel
-    ops = k.operands
+    ops, rope = fused_rope(k)
     if len(ops) == 4 and ops[0].buffer == k.output.buffer:  # the form that lists the cache first
         ops = ops[1:]
     x, slots, pos = ops[:3]
@@ -144,12 +158,16 @@ def emit_kv_store(ctx: KernelCtx) -> list[str]:
         where += [f"  const int64_t blk = {ctx.index_load(table, ['s', f'p / {block}'])};",
                   f"  const int64_t r = p % {block};"]
         row = ["blk", "h", "r", "d"]
+    value = ctx.load(x, ['t', f'h * {d} + d'])
+    if rope:  # the first rope_heads heads (k of k|v) rotate as they are read
+        rotated = _rotated_load(ctx, x, "t", "h", "d", rope, d)
+        value = f"(h < {int(k.attr('rope_heads'))} ? {rotated} : {value})"
     return [f"#pragma omp parallel for schedule(static) {ctx.par_if(ctx.prod((t, hkv, d)))}",
             f"for (int64_t t = 0; t < {ctx.dim(t)}; ++t) {{", *where,
             f"  for (int64_t h = 0; h < {hkv}; ++h) {{",
             "    #pragma omp simd",
             f"    for (int64_t d = 0; d < {d}; ++d) {{",
-            f"      {ctx.store(k.output, row, ctx.load(x, ['t', f'h * {d} + d']))}",
+            f"      {ctx.store(k.output, row, value)}",
             "    }", "  }", "}"]
 
 
@@ -158,8 +176,9 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
     Paged (a 6th operand, the block table [S, blocks]): row c of the sequence is row c % B of
     block table[s, c / B], looked up once per row."""
     k = ctx.kernel
-    q, kc, vc, slots, pos = k.operands[:5]
-    table = k.operands[5] if len(k.operands) > 5 else None
+    operands, rope = fused_rope(k)
+    q, kc, vc, slots, pos = operands[:5]
+    table = operands[5] if len(operands) > 5 else None
     h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
     scale = fmt_float(k.attr("scale"))
     group = h // hkv
@@ -175,6 +194,11 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
                   f"const int64_t r = (c0 + j) % {block};"]
         krow = lambda view, dd: ctx.load(view, ["blk", "kvh", "r", dd])  # noqa: E731
     qd = ["t", f"h * {d} + d"] if len(q.shape) == 2 else ["t", "h", "d"]  # token rows or a [T, H, D] view
+    q_value = ctx.load(q, qd)
+    if rope:  # q's first rope_heads heads rotate as they are read, at the token's position p
+        if len(q.shape) != 2:
+            raise CompilationError(f"kernel {k.name}: a fused RoPE needs q as token rows [T, H*D]")
+        q_value = f"(h < {int(k.attr('rope_heads'))} ? {_rotated_load(ctx, q, 't', 'h', 'd', rope, d)} : {q_value})"
     od = ["t", f"h * {d} + d"] if len(k.output.shape) == 2 else ["t", "h", "d"]
     return [
         f"#pragma omp parallel for collapse(2) schedule(static, 1) {ctx.par_if(ctx.prod((t, h, d)) + ' * 16')}",
@@ -184,8 +208,9 @@ def emit_attention(ctx: KernelCtx) -> list[str]:
         f"    const int64_t last = std::min<int64_t>({ctx.index_load(pos, ['t'])}, {paren(ctxlen)} - 1);",
         f"    const int64_t kvh = h / {group};",
         f"    float qv[{d}], acc[{d}], sc[32];",
+        f"    const int64_t p = {ctx.index_load(pos, ['t'])};",
         "    #pragma omp simd",
-        f"    for (int64_t d = 0; d < {d}; ++d) {{ qv[d] = {ctx.load(q, qd)}; acc[d] = 0.0f; }}",
+        f"    for (int64_t d = 0; d < {d}; ++d) {{ qv[d] = {q_value}; acc[d] = 0.0f; }}",
         "    float mx = -INFINITY, l = 0.0f;",
         "    for (int64_t c0 = 0; c0 <= last; c0 += 32) {",
         "      const int64_t cn = std::min<int64_t>(32, last + 1 - c0);",

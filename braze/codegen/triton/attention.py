@@ -35,7 +35,7 @@ from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
 from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
-from braze.ir.kernel import Kernel
+from braze.ir.kernel import Kernel, fused_rope
 
 LOG2E = 1.4426950408889634
 
@@ -67,6 +67,21 @@ def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
     else:
         tiles = (PREFILL_BM, PREFILL_BN, PREFILL_WARPS, PREFILL_STAGES)
     return dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles))
+
+ROPE_HELPER = '''
+@triton.jit
+def _braze_rope_q(q, qrow, d, Q_SC, mask, pos, COS, SIN, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                  CS_ST: tl.constexpr, CS_SC: tl.constexpr, D: tl.constexpr):
+    """q, a tile loaded from qrow + d * Q_SC, after rotate-half RoPE at positions pos (a RoPE fused
+    into the attention: no rope kernel and no rotated copy of q|k|v before it), in q's dtype."""
+    HALF: tl.constexpr = D // 2
+    first = d < HALF
+    other = tl.load(qrow + tl.where(first, d + HALF, d - HALF) * Q_SC, mask=mask, other=0.0).to(tl.float32)
+    j = tl.where(first, d, d - HALF)
+    c = tl.load(COS + C_OFF + pos * CS_ST + j * CS_SC, mask=mask, other=0.0).to(tl.float32)
+    s = tl.load(SIN + S_OFF + pos * CS_ST + j * CS_SC, mask=mask, other=0.0).to(tl.float32)
+    return (q.to(tl.float32) * c + tl.where(first, -other, other) * s).to(q.dtype)
+'''
 
 HELPERS = '''
 _BRAZE_ATTN_SCRATCH = {}
@@ -150,7 +165,7 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
 
 
 @triton.jit
-def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
+def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                         Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                         K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                         K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -159,7 +174,9 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
                         O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
                         SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
                         GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
-                        BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
+                        BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr,
+                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                        CS_ST: tl.constexpr, CS_SC: tl.constexpr):
     h = tl.program_id(1)
     kvh = h // GROUP
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -169,8 +186,12 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
     slot = tl.load(SLOTS + SL_OFF + rows * SL_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, C - 1)
-    q = tl.load(Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * Q_SH + d[None, :] * Q_SC,
-                mask=rmask[:, None] & dmask[None, :], other=0.0)
+    qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * Q_SH
+    q = tl.load(qrow + d[None, :] * Q_SC, mask=rmask[:, None] & dmask[None, :], other=0.0)
+    if ROPE > 0:
+        if h < ROPE:
+            q = _braze_rope_q(q, qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], pos[:, None],
+                              COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
@@ -198,7 +219,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, T, C, qk_scale,
 
 
 @triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_scale,
                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -208,7 +229,9 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
                        O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
                        H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
                        D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
-                       FP32: tl.constexpr, SPLIT: tl.constexpr):
+                       FP32: tl.constexpr, SPLIT: tl.constexpr,
+                       ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                       CS_ST: tl.constexpr, CS_SC: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
@@ -225,8 +248,12 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, C, NS, qk_scale,
     heads = kvh * GROUP + g
     d = tl.arange(0, DP)
     dmask = d < D
-    q = tl.load(Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH + d[None, :] * Q_SC,
-                mask=gmask[:, None] & dmask[None, :], other=0.0)
+    qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+    q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
+    if ROPE > 0:
+        rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
+                                COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
+        q = tl.where(heads[:, None] < ROPE, rotated, q)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([GP], -1.0e30, tl.float32)
     l_i = tl.zeros([GP], tl.float32)
@@ -277,8 +304,22 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def rope_constants(k: Kernel, rope, head_dim: int) -> str:
+    """The constexpr arguments telling an attention kernel about a RoPE fused into it (ROPE: how
+    many leading query heads rotate, 0 for none) and how its cos / sin tables are laid out."""
+    if rope is None:
+        return "ROPE=0, C_OFF=0, S_OFF=0, CS_ST=0, CS_SC=0"
+    cos, sin = rope
+    if cos.strides != sin.strides or int(k.attr("rope_head_dim")) != head_dim:
+        raise CompilationError(f"kernel {k.name}: a fused RoPE's cos and sin tables must share a layout "
+                               f"and its head_dim must be the attention's ({head_dim})")
+    return (f"ROPE={int(k.attr('rope_heads'))}, C_OFF={cos.offset}, S_OFF={sin.offset}, "
+            f"CS_ST={cos.strides[0]}, CS_SC={cos.strides[1]}")
+
+
 def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
-    q, kc, vc, slots, pos = k.operands[:5]
+    operands, rope = fused_rope(k)
+    q, kc, vc, slots, pos = operands[:5]
     out = k.output
     h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
     if h % hkv:
@@ -315,8 +356,10 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     common = (f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={sls[0]}, PO_OFF={pos.offset}, PO_ST={pos_s[0]}, "
-              f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SH={qs[1]}, Q_SC={qs[2]}, D={d}, DP={dp}, FP32={fp32}")
+              f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SH={qs[1]}, Q_SC={qs[2]}, D={d}, DP={dp}, FP32={fp32}, "
+              f"{rope_constants(k, rope, d)}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
+    tables = ", ".join(ctx.buf(v.buffer) for v in rope or (q, q))  # (unused stand-ins without a rope)
     o = ctx.buf(out.buffer)
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
@@ -331,11 +374,11 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"        ns = max(1, min({ns_max}, triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), "
         f"T * {hkv})))\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
-        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, C, ns, {qk_scale!r}, {common}, "
+        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, {tables}, C, ns, {qk_scale!r}, {common}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
         f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
         f"    else:\n"
-        f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, T, C, {qk_scale!r}, "
+        f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, {tables}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "
         f"BM={pre['block_m']}, BN={pre['block_n']}, num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
     if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
@@ -346,9 +389,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"    C = {ctx.dim(cdim)}\n"
             f"    if T == 0:\n        return\n"
             f"    po, pl, cnt = _braze_attn_scratch({o}.device, {max(1, t_bound)}, {h}, {hkv}, {next_pow2(ns)}, {dp})\n"
-            f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, C, {ns}, {qk_scale!r}, {common}, "
+            f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, {tables}, C, {ns}, {qk_scale!r}, {common}, "
             f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, "
             f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
             f"num_stages={dec['num_stages']}, SPLIT={split})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
-    return EmittedKernel(jit, launch, [HELPERS])
+    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS])

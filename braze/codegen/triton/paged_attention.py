@@ -29,11 +29,12 @@ kernel's tiles of tokens sum a row's scores in another order than decode's tiles
 """
 from __future__ import annotations
 
+from braze.codegen.triton.attention import ROPE_HELPER, rope_constants
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.module import EmitContext, EmittedKernel
 from braze.errors import CompilationError
-from braze.ir.kernel import Kernel
+from braze.ir.kernel import Kernel, fused_rope
 
 LOG2E = 1.4426950408889634
 
@@ -101,7 +102,7 @@ def _braze_paged_chunks(acc, l_i, m_i, q, kbase, vbase, trow, rpos, start, stop,
 
 
 @triton.jit
-def _braze_paged_decode(Q, K, V, SLOTS, POS, TABLE, PO, PL, O, NROWS, qk_scale,
+def _braze_paged_decode(Q, K, V, SLOTS, POS, TABLE, PO, PL, O, COS, SIN, NROWS, qk_scale,
                         Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
                         K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                         K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -112,7 +113,9 @@ def _braze_paged_decode(Q, K, V, SLOTS, POS, TABLE, PO, PL, O, NROWS, qk_scale,
                         O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
                         H: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
                         D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, SPLIT: tl.constexpr,
-                        BN: tl.constexpr, DIRECT: tl.constexpr, FP32: tl.constexpr):
+                        BN: tl.constexpr, DIRECT: tl.constexpr, FP32: tl.constexpr,
+                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                        CS_ST: tl.constexpr, CS_SC: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
@@ -125,8 +128,12 @@ def _braze_paged_decode(Q, K, V, SLOTS, POS, TABLE, PO, PL, O, NROWS, qk_scale,
     heads = kvh * GROUP + g
     d = tl.arange(0, DP)
     dmask = d < D
-    q = tl.load(Q + Q_OFF + t.to(tl.int64) * Q_ST + (heads[:, None] * D + d[None, :]) * Q_SC,
-                mask=gmask[:, None] & dmask[None, :], other=0.0)
+    qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * D * Q_SC
+    q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
+    if ROPE > 0:
+        rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
+                                COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
+        q = tl.where(heads[:, None] < ROPE, rotated, q)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([GP], -1.0e30, tl.float32)
     l_i = tl.zeros([GP], tl.float32)
@@ -170,7 +177,7 @@ def _braze_paged_combine(PO, PL, O, NS,
 
 
 @triton.jit
-def _braze_paged_prefill(Q, K, V, SLOTS, POS, TABLE, O, T, NROWS, qk_scale,
+def _braze_paged_prefill(Q, K, V, SLOTS, POS, TABLE, O, COS, SIN, T, NROWS, qk_scale,
                          Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SC: tl.constexpr,
                          K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                          K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -180,7 +187,9 @@ def _braze_paged_prefill(Q, K, V, SLOTS, POS, TABLE, O, T, NROWS, qk_scale,
                          TB_OFF: tl.constexpr, TB_S0: tl.constexpr, TB_S1: tl.constexpr, BS: tl.constexpr,
                          O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SC: tl.constexpr,
                          GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
-                         BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr):
+                         BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr,
+                         ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                         CS_ST: tl.constexpr, CS_SC: tl.constexpr):
     h = tl.program_id(1)
     kvh = h // GROUP
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -190,8 +199,12 @@ def _braze_paged_prefill(Q, K, V, SLOTS, POS, TABLE, O, T, NROWS, qk_scale,
     slot = tl.load(SLOTS + SL_OFF + rows * SL_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, NROWS - 1)
-    q = tl.load(Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + (h * D + d)[None, :] * Q_SC,
-                mask=rmask[:, None] & dmask[None, :], other=0.0)
+    qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * D * Q_SC
+    q = tl.load(qrow + d[None, :] * Q_SC, mask=rmask[:, None] & dmask[None, :], other=0.0)
+    if ROPE > 0:
+        if h < ROPE:
+            q = _braze_rope_q(q, qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], pos[:, None],
+                              COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
     q = q.to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
@@ -233,7 +246,8 @@ def _const(k: Kernel, d, what: str) -> int:
 
 
 def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
-    q, kc, vc, slots, pos, table = k.operands
+    operands, rope = fused_rope(k)
+    q, kc, vc, slots, pos, table = operands
     out = k.output
     h, hkv, d = int(k.attr("num_heads")), int(k.attr("num_kv_heads")), int(k.attr("head_dim"))
     if h % hkv:
@@ -262,8 +276,10 @@ def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={slots.strides[0]}, PO_OFF={pos.offset}, PO_ST={pos.strides[0]}, "
               f"TB_OFF={table.offset}, TB_S0={ts[0]}, TB_S1={ts[1]}, BS={block}, "
-              f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, D={d}, DP={dp}, FP32={fp32}")
+              f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, D={d}, DP={dp}, FP32={fp32}, "
+              f"{rope_constants(k, rope, d)}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos, table))
+    tables = ", ".join(ctx.buf(v.buffer) for v in rope or (q, q))  # (unused stand-ins without a rope)
     o = ctx.buf(out.buffer)
     combine = "" if ns == 1 else (
         f"        _braze_paged_combine[(T, {h})](po, pl, {o}, {ns}, O_OFF={out.offset}, O_ST={os_[0]}, "
@@ -273,12 +289,12 @@ def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    if T == 0:\n        return\n"
         f"    if T <= {DECODE_MAX_T}:\n"
         f"        po, pl = _braze_paged_scratch({o}.device, {decode_rows}, {h}, {nsp}, {dp})\n"
-        f"        _braze_paged_decode[(T, {hkv}, {ns})]({args}, po, pl, {o}, {nrows}, {qk_scale!r}, {common}, "
+        f"        _braze_paged_decode[(T, {hkv}, {ns})]({args}, po, pl, {o}, {tables}, {nrows}, {qk_scale!r}, {common}, "
         f"H={h}, GROUP={group}, GP={gp}, NSP={nsp}, SPLIT={SPLIT_ROWS}, BN={DECODE_BN}, DIRECT={ns == 1}, "
         f"num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
         f"{combine}"
         f"    else:\n"
-        f"        _braze_paged_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, T, {nrows}, {qk_scale!r}, "
+        f"        _braze_paged_prefill[(triton.cdiv(T, {PREFILL_BM}), {h})]({args}, {o}, {tables}, T, {nrows}, {qk_scale!r}, "
         f"{common}, GROUP={group}, BM={PREFILL_BM}, BN={PREFILL_BN}, "
         f"num_warps={PREFILL_WARPS}, num_stages={PREFILL_STAGES})\n")
     if k.attr("batch_invariant"):  # every token, chunked prefill included, through the decode kernel
@@ -288,9 +304,9 @@ def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"    T = {ctx.dim(tdim)}\n"
             f"    if T == 0:\n        return\n"
             f"    po, pl = _braze_paged_scratch({o}.device, {po_rows}, {h}, {nsp}, {dp})\n"
-            f"    _braze_paged_decode[(T, {hkv}, {ns})]({args}, po, pl, {o}, {nrows}, {qk_scale!r}, {common}, "
+            f"    _braze_paged_decode[(T, {hkv}, {ns})]({args}, po, pl, {o}, {tables}, {nrows}, {qk_scale!r}, {common}, "
             f"H={h}, GROUP={group}, GP={gp}, NSP={nsp}, SPLIT={SPLIT_ROWS}, BN={DECODE_BN}, DIRECT={ns == 1}, "
             f"num_warps={DECODE_WARPS}, num_stages={DECODE_STAGES})\n"
             f"{combine}")
     jit = f"# paged attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_paged_* (module helpers)\n"
-    return EmittedKernel(jit, launch, [HELPERS])
+    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS])

@@ -11,7 +11,7 @@ from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
 from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
-from braze.ir.kernel import Kernel, View
+from braze.ir.kernel import Kernel, View, fused_rope
 
 
 def _dtype_of(ctx: EmitContext, buffer: str) -> str:
@@ -321,7 +321,7 @@ def emit_rope(k: Kernel, ctx: EmitContext) -> EmittedKernel:
 def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     """cache[slots[t], h, positions[t], :] = x[t, h*D:(h+1)*D]: one program per (block of tokens, kv head).
     Paged (a 4th operand, the block table [S, blocks]): the row is p % B of block table[slot, p // B]."""
-    ops = k.operands
+    ops, rope = fused_rope(k)
     if len(ops) == 4 and ops[0].buffer == k.output.buffer:  # the form that lists the cache first
         ops = ops[1:]
     x, slots, pos = ops[:3]
@@ -339,8 +339,20 @@ def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         where = ["blk", "head", f"p % {block}", "d"]
         paged = [f"    blk = tl.load(table + {_addr(table[0], 'slot', f'p // {block}')}, mask=tok_mask, other=0)"
                  ".to(tl.int64)"]
+    rotate = []
+    if rope:  # the first rope_heads heads (k of k|v) rotate as they are read: no rope kernel before
+        cos, sin = rope
+        half = head_dim // 2
+        j, partner = f"tl.where(d < {half}, d, d - {half})", f"tl.where(d < {half}, d + {half}, d - {half})"
+        rotate = [
+            f"    if head < {int(k.attr('rope_heads'))}:",
+            f"        other = tl.load(x + {_addr(x, 'tok', f'head * {head_dim} + {partner}')}, mask=mask, "
+            "other=0.0).to(tl.float32)",
+            f"        c = tl.load(cos + {_addr(cos, 'p', j)}, mask=mask, other=0.0).to(tl.float32)",
+            f"        s = tl.load(sin + {_addr(sin, 'p', j)}, mask=mask, other=0.0).to(tl.float32)",
+            f"        value = (value.to(tl.float32) * c + tl.where(d < {half}, -other, other) * s).to(x.dtype.element_ty)"]
     lines = _jit_header(["x", "slots", "positions"] + ["table"] * bool(table) +
-                        ["cache", "T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
+                        ["cache"] + ["cos", "sin"] * bool(rope) + ["T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
         "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
         "    head = tl.program_id(1)",
         "    d = tl.arange(0, BD)[None, :]",
@@ -348,9 +360,9 @@ def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    mask = tok_mask & (d < {head_dim})",
         f"    slot = {_index_load('slots', slots, 'tok', 'tok_mask')}",
         f"    p = {_index_load('positions', pos, 'tok', 'tok_mask')}", *paged,
-        f"    value = tl.load(x + {_addr(x, 'tok', col)}, mask=mask, other=0.0)",
+        f"    value = tl.load(x + {_addr(x, 'tok', col)}, mask=mask, other=0.0)", *rotate,
         f"    tl.store(cache + {_addr(cache, *where)}, value.to({out_dtype}), mask=mask)"]
-    args = [ctx.buf(v.buffer) for v in (x, slots, pos, *table, cache)] + ["T"]
+    args = [ctx.buf(v.buffer) for v in (x, slots, pos, *table, cache, *(rope or ()))] + ["T"]
     launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {kv_heads})", args,
                                                {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
     return EmittedKernel("\n".join(lines) + "\n", launch)

@@ -243,14 +243,19 @@ def test_float16_embedding_norm_rope_cache(run_program_triton):
     assert {"float16", "int64"} <= {b.dtype for b in p.buffers}
 
 
-def test_fused_qkv_rope_and_one_kv_store(run_program_triton):
-    """The model's attention block: rope over q|k|v with v passing through, one k|v cache write."""
+@pytest.mark.parametrize("decode_max_t", [10 ** 6, 0], ids=["decode", "prefill"])
+def test_fused_qkv_rope_and_one_kv_store(run_program_triton, monkeypatch, decode_max_t):
+    """The model's attention block: rope over q|k|v with v passing through, one k|v cache write. The
+    rope is no kernel of its own: the cache write rotates k and attention rotates q as they read
+    them, on both of attention's launch paths (split-KV decode and flash prefill)."""
     from fused_attention_text import FUSED_ATTENTION_TEXT, fused_attention_case
 
+    from braze.codegen.triton import attention as attn_mod
+    monkeypatch.setattr(attn_mod, "DECODE_MAX_T", decode_max_t)
     for slots, positions in (([2, 0], [17, 3]), ([1] * 5, [0, 1, 2, 3, 4])):
         weights, feeds = fused_attention_case(slots, positions)
         check_graph(FUSED_ATTENTION_TEXT, weights, feeds, run_program_triton, symbols={"T": 8}, rtol=1e-4,
-                    kinds={"rope", "kv_store", "attention"})
+                    kinds={"kv_store", "attention"})
 
 
 def test_a_scalar_operand_is_one_unmasked_load(run_program_triton):
