@@ -116,12 +116,25 @@ class DecodeGraphs:
 
     def run_greedy(self, tokens: list[int], positions: list[int], slots: list[int], steps: int) -> list[list[int]]:
         """`steps` greedy decode steps back to back; returns each sequence's new tokens."""
+        return self.launch_greedy(tokens, positions, slots, steps)[:, : len(tokens)].T.tolist()
+
+    def launch_greedy(self, tokens: list[int], positions: list[int], slots: list[int], steps: int) -> torch.Tensor:
+        """Enqueue `steps` greedy decode steps back to back without waiting for them: the device
+        tensor [steps, bucket] of the tokens they make (column i: sequence i, padding past the batch)."""
         graph, static, _ = self._load(tokens, positions, slots)
+        self._greedy = (graph, static)
+        return self.continue_greedy(steps)
+
+    def continue_greedy(self, steps: int) -> torch.Tensor:
+        """`steps` more greedy steps from where the last launch_greedy's left off: each step feeds its
+        token and position back on the device, so no host input is needed (a chunk launched before the
+        previous one is read keeps the GPU busy while the host checks stops)."""
+        graph, static = self._greedy
         out = torch.empty((steps, static["next"].shape[0]), dtype=torch.int64, device=static["next"].device)
         for i in range(steps):
             graph.replay()
             out[i].copy_(static["next"])
-        return out[:, : len(tokens)].T.tolist()
+        return out
 
 
 STEP_GRAPH_FINE = 512   # token buckets: powers of two up to here, then multiples of STEP_GRAPH_STEP

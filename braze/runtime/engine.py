@@ -77,6 +77,7 @@ class Engine:
         self.requests: dict[object, Sequence] = {}  # unfinished, by request id
         self._arrivals = itertools.count()
         self.num_steps = 0
+        self._ahead: tuple | None = None  # (sequences, device tokens [steps, batch], steps) launched ahead
 
     def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
@@ -123,21 +124,30 @@ class Engine:
                 "preemptions": self.scheduler.num_preemptions, "steps": self.num_steps}
 
     def step(self) -> list[StepOutput]:
-        """Run one model step over what the scheduler picked; returns what changed per request."""
-        plan = self.scheduler.schedule()
+        """Run one model step over what the scheduler picked; returns what changed per request.
+        A greedy chunk the last step launched ahead is read first, with nothing scheduled around it."""
         outputs: dict[object, StepOutput] = {}
+        if self._ahead is not None:
+            return self._outputs(self._collect_ahead(), outputs)
+        plan = self.scheduler.schedule()
         for seq in plan.out_of_cache:  # the cache cannot hold it even alone: it ends here
             seq.finish_reason = "length"
             outputs[seq.request_id] = StepOutput(seq.request_id, [])
+        results = []
         if plan.chunks:
             self.num_steps += 1
-            for seq, chunk in self._run(plan):
-                out = outputs.setdefault(seq.request_id, StepOutput(seq.request_id, []))
-                for token in chunk:
-                    if seq.finish_reason:
-                        break  # tokens a chunk made after a stop are dropped
-                    if self._accept(seq, token):
-                        out.new_token_ids.append(token)
+            results = self._run(plan)
+        return self._outputs(results, outputs)
+
+    def _outputs(self, results: list[tuple[Sequence, list[int]]], outputs: dict) -> list[StepOutput]:
+        """Accept each sequence's new tokens (those after a stop are dropped); finished requests leave."""
+        for seq, chunk in results:
+            out = outputs.setdefault(seq.request_id, StepOutput(seq.request_id, []))
+            for token in chunk:
+                if seq.finish_reason:
+                    break  # tokens a chunk made after a stop are dropped
+                if self._accept(seq, token):
+                    out.new_token_ids.append(token)
         for request_id, out in outputs.items():
             seq = self.requests[request_id]
             if seq.finish_reason:
@@ -164,10 +174,11 @@ class Engine:
             steps = self._greedy_chunk(sampled)
             self._sync_block_table()  # after the chunk's reservations
             if steps > 1:
-                chunks = self.graphs.run_greedy(tokens, positions, slots, steps)
+                made = self.graphs.launch_greedy(tokens, positions, slots, steps)
                 for seq in sampled:
                     seq.cached += steps - 1
-                return list(zip(sampled, chunks))
+                self._launch_ahead(sampled, steps)  # before reading `made`: the GPU stays busy
+                return list(zip(sampled, made[:, : len(sampled)].T.tolist()))
             logits = self.graphs.run(tokens, positions, slots)
         elif self.step_graphs is not None and self.step_graphs.fits(len(tokens)):
             self._sync_block_table()
@@ -188,6 +199,33 @@ class Engine:
         if steps > 1 and not all(self.cache.reserve(s, steps - 1) for s in running):  # rows cached + steps - 1
             return 1  # (what was reserved stays reserved: the sequences grow into it)
         return steps
+
+    def _launch_ahead(self, running: list[Sequence], steps: int) -> None:
+        """Enqueue the next greedy chunk of `running` while the one just launched (`steps` tokens,
+        not read yet) is still on the GPU, when nobody waits, every sequence can take a whole chunk
+        more and the cache has room for it. If a sequence stops in the chunk before, the chunk's
+        tokens for it are dropped: its cache rows were reserved, and whatever reuses them later is
+        queued on the stream after this chunk."""
+        if self.scheduler.waiting or not all(s.params.greedy for s in running):
+            return
+        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running) - steps
+        if left < steps or not all(self.cache.reserve(s, steps) for s in running):
+            return
+        self._sync_block_table()
+        self._ahead = (list(running), self.graphs.continue_greedy(steps), steps)
+
+    def _collect_ahead(self) -> list[tuple[Sequence, list[int]]]:
+        """The tokens of the chunk launched ahead, after launching the one after it if every sequence
+        is still running (a stop or an abort in the chunk before ends the run of chunks)."""
+        running, made, steps = self._ahead
+        self._ahead = None
+        self.num_steps += 1
+        for seq in running:
+            seq.cached += steps
+        if all(seq.request_id in self.requests for seq in running):
+            self._launch_ahead(running, steps)
+        chunks = made[:, : len(running)].T.tolist()
+        return [(seq, chunk) for seq, chunk in zip(running, chunks) if seq.request_id in self.requests]
 
     def _sync_block_table(self) -> None:
         if self.block_table is not None and self._table_version != self.cache.version:

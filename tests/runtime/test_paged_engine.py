@@ -97,3 +97,28 @@ def test_gpu_paged_engine_with_cuda_graphs(checkpoint):
     outputs = [[o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)]
                for llm in (graphed, eager, slot)]
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_greedy_chunks_launched_ahead_equal_eager_steps(checkpoint):
+    """Greedy decode with CUDA graphs enqueues the next 8-token chunk before reading the last one.
+    Long runs equal eager stepping; a stop token in the middle of a chunk drops the chunk launched
+    ahead (its rows were reserved), and the next requests on the same cache are unaffected."""
+    settings = dict(SETTINGS, device="cuda")
+    long = braze.SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
+    graphed = braze.LLM(checkpoint, **settings, kv_block_size=8)
+    eager = braze.LLM(checkpoint, **settings, kv_block_size=8, enforce_eager=True)
+    for prompts in (PROMPTS[:1], PROMPTS[1:4]):
+        want = [o.token_ids for o in eager.generate(prompt_token_ids=prompts, sampling_params=long)]
+        steps = graphed.engine.num_steps
+        got = [o.token_ids for o in graphed.generate(prompt_token_ids=prompts, sampling_params=long)]
+        assert got == want
+        assert graphed.engine.num_steps - steps <= 1 + 40 // 8  # a prompt step, then 8-token chunks
+    # a stop token 11 tokens in: inside the second chunk, while the third is already launched
+    want = eager.generate(prompt_token_ids=PROMPTS[:1], sampling_params=long)[0].token_ids
+    stop = braze.SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop_token_ids=[want[10]])
+    got = graphed.generate(prompt_token_ids=PROMPTS[:1], sampling_params=stop)[0].token_ids
+    assert got == want[: want.index(want[10]) + 1]
+    after = [o.token_ids for o in graphed.generate(prompt_token_ids=PROMPTS[3:], sampling_params=long)]
+    assert after == [o.token_ids for o in eager.generate(prompt_token_ids=PROMPTS[3:], sampling_params=long)]

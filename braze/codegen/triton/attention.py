@@ -111,12 +111,31 @@ def _braze_sm_count(device):
 
 
 @triton.jit
+def _braze_attn_v(vbase, cols, d, dmask, hi, V_S2: tl.constexpr, V_S3: tl.constexpr, D: tl.constexpr,
+                  DP: tl.constexpr, MASKED: tl.constexpr):
+    """The [BN, DP] V tile of cache rows `cols` (rows >= hi read as 0 when MASKED)."""
+    vptr = vbase + cols[:, None] * V_S2 + d[None, :] * V_S3
+    if MASKED:
+        if D == DP:
+            v = tl.load(vptr, mask=(cols < hi)[:, None], other=0.0)
+        else:
+            v = tl.load(vptr, mask=(cols < hi)[:, None] & dmask[None, :], other=0.0)
+    else:
+        if D == DP:
+            v = tl.load(vptr)
+        else:
+            v = tl.load(vptr, mask=dmask[None, :], other=0.0)
+    return v
+
+
+@triton.jit
 def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
                       K_S2: tl.constexpr, K_S3: tl.constexpr, V_S2: tl.constexpr, V_S3: tl.constexpr,
                       qk_scale, D: tl.constexpr, DP: tl.constexpr, BN: tl.constexpr,
-                      MASKED: tl.constexpr, FP32: tl.constexpr):
+                      MASKED: tl.constexpr, FP32: tl.constexpr, EARLY_V: tl.constexpr = False):
     """Online-softmax over cache rows [start, stop) (rows >= hi are out of range); with MASKED,
-    row r of the tile sees columns <= rpos[r] only."""
+    row r of the tile sees columns <= rpos[r] only. EARLY_V issues a chunk's V load together with
+    its K load: decode's programs run one or two chunks, so nothing else would hide V's latency."""
     d = tl.arange(0, DP)
     dmask = d < D
     for s0 in range(start, stop, BN):
@@ -133,6 +152,8 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
                 kt = tl.load(kptr)
             else:
                 kt = tl.load(kptr, mask=dmask[:, None], other=0.0)
+        if EARLY_V:
+            v = _braze_attn_v(vbase, cols, d, dmask, hi, V_S2, V_S3, D, DP, MASKED)
         if FP32:
             qk = tl.dot(q, kt, input_precision="ieee")
         else:
@@ -145,17 +166,8 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
         p = tl.math.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        vptr = vbase + cols[:, None] * V_S2 + d[None, :] * V_S3
-        if MASKED:
-            if D == DP:
-                v = tl.load(vptr, mask=cmask[:, None], other=0.0)
-            else:
-                v = tl.load(vptr, mask=cmask[:, None] & dmask[None, :], other=0.0)
-        else:
-            if D == DP:
-                v = tl.load(vptr)
-            else:
-                v = tl.load(vptr, mask=dmask[None, :], other=0.0)
+        if not EARLY_V:
+            v = _braze_attn_v(vbase, cols, d, dmask, hi, V_S2, V_S3, D, DP, MASKED)
         if FP32:
             acc += tl.dot(p, v, input_precision="ieee")
         else:
@@ -263,9 +275,9 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
     rpos = tl.zeros([GP], tl.int32) + (hi - 1)  # every row in [lo, hi) is visible to the token
     full = lo + tl.maximum(hi - lo, 0) // BN * BN  # whole BN chunks run unmasked, the tail masked
     acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
-                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32)
+                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
     acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
-                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32)
+                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
     nonempty = l_i > 0.0
     lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
     out = acc / tl.where(nonempty, l_i, 1.0)[:, None]

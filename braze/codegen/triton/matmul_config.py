@@ -52,6 +52,11 @@ def matmul_config(m_bucket: int, n: int, k: int, dtype: str, num_sms: int = NUM_
             block_k = min(4096 // esize, kp2)
             block_n = max(1, 4096 // block_k)
             block_m, warps, stages = 1, 4, 3
+            if k > block_k and k % block_k:
+                # a ragged last chunk (TinyLlama's down projection, K 5632): 4 rows and 8 warps took
+                # 10.03 us against 11.03 for 2 rows and 4 warps; every K that is a multiple of the chunk
+                # was best at 2 rows (bench/results/gemv-graph-sweep-h100.json)
+                block_n, warps = 4, 8
         else:
             block_k = min(256 if esize == 2 else 128, max(kp2, 16))
             block_n = 64 if n >= 16384 else 32 if n >= 8192 else 16
