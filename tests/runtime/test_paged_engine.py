@@ -114,7 +114,8 @@ def test_gpu_greedy_chunks_launched_ahead_equal_eager_steps(checkpoint):
         steps = graphed.engine.num_steps
         got = [o.token_ids for o in graphed.generate(prompt_token_ids=prompts, sampling_params=long)]
         assert got == want
-        assert graphed.engine.num_steps - steps <= 1 + 40 // 8  # a prompt step, then 8-token chunks
+        if len(prompts) == 1:  # one prompt step, then 39 tokens in chunks of 8 (the last one 7)
+            assert graphed.engine.num_steps - steps == 1 + 5
     # a stop token 11 tokens in: inside the second chunk, while the third is already launched
     want = eager.generate(prompt_token_ids=PROMPTS[:1], sampling_params=long)[0].token_ids
     stop = braze.SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop_token_ids=[want[10]])
