@@ -143,8 +143,10 @@ def test_braze_tune_reverts_a_config_that_slows_the_step(cache_dir, tiny_checkpo
     # two configs recorded as fastest alone: one slows the step (gate|up at prefill), one speeds it (QKV, decode)
     program, setup = model_step_program(model, "cpu", max_model_len=64)
     units = {(u.kernels[0], u.bucket): u for u in tunable_units(program, device_info("cpu"))}
-    gate_up, qkv = units[("k6_matmul", 0)], units[("k1_matmul", 1)]  # RMSNorm fused into each
-    assert gate_up.kernel.output.shape[-1] == 2 * 120 and len(gate_up.kernels) == 3
+    # RMSNorm fused into each; the first layer's gate|up is the first unit 2 x 120 wide
+    gate_up = next(u for (_, bucket), u in units.items() if bucket == 0 and u.kernel.output.shape[-1] == 2 * 120)
+    qkv = units[("k1_matmul", 1)]
+    assert len(gate_up.kernels) == 3
     db = TuningDB()
     db.add(_record(gate_up, BAD, 0.001))
     db.add(_record(qkv, GOOD, 0.001))

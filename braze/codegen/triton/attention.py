@@ -260,30 +260,33 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
     heads = kvh * GROUP + g
     d = tl.arange(0, DP)
     dmask = d < D
-    qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-    q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
-    if ROPE > 0:
-        rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
-                                COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
-        q = tl.where(heads[:, None] < ROPE, rotated, q)
-    q = q.to(K.dtype.element_ty)
-    m_i = tl.full([GP], -1.0e30, tl.float32)
-    l_i = tl.zeros([GP], tl.float32)
-    acc = tl.zeros([GP, DP], tl.float32)
-    kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
-    vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
-    rpos = tl.zeros([GP], tl.int32) + (hi - 1)  # every row in [lo, hi) is visible to the token
-    full = lo + tl.maximum(hi - lo, 0) // BN * BN  # whole BN chunks run unmasked, the tail masked
-    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
-                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
-    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
-                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
-    nonempty = l_i > 0.0
-    lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
-    out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-    row = (t * H + heads) * NSP + sp
-    tl.store(PL + row, lse, mask=gmask)
-    tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
+    # a split past the context (the grid is sized for the longest one) has no partials: it only
+    # arrives at the counter, and the combine reads live splits only
+    if lo < n:
+        qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+        q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
+        if ROPE > 0:
+            rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
+                                    COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
+            q = tl.where(heads[:, None] < ROPE, rotated, q)
+        q = q.to(K.dtype.element_ty)
+        m_i = tl.full([GP], -1.0e30, tl.float32)
+        l_i = tl.zeros([GP], tl.float32)
+        acc = tl.zeros([GP, DP], tl.float32)
+        kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
+        vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
+        rpos = tl.zeros([GP], tl.int32) + (hi - 1)  # every row in [lo, hi) is visible to the token
+        full = lo + tl.maximum(hi - lo, 0) // BN * BN  # whole BN chunks run unmasked, the tail masked
+        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
+                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
+        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
+                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
+        nonempty = l_i > 0.0
+        lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+        out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+        row = (t * H + heads) * NSP + sp
+        tl.store(PL + row, lse, mask=gmask)
+        tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
     # every thread's partials are written before the release; the last arrival combines
     tl.debug_barrier()
     counter = CNT + t * HKV + kvh
