@@ -192,13 +192,17 @@ class Engine:
         """How many greedy steps to replay before looking at the tokens (1 = step by step). Tokens
         a sequence makes after its stop are dropped, so the results equal step-by-step decoding.
         Only when nobody waits (a new request must not wait for the chunk) and the cache has room."""
-        if self.scheduler.waiting or not all(s.params.greedy for s in running):
-            return 1
-        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running)
-        steps = max(1, min(GREEDY_CHUNK, left))
+        steps = max(1, min(GREEDY_CHUNK, self._greedy_room(running)))
         if steps > 1 and not all(self.cache.reserve(s, steps - 1) for s in running):  # rows cached + steps - 1
             return 1  # (what was reserved stays reserved: the sequences grow into it)
         return steps
+
+    def _greedy_room(self, running: list[Sequence], pending: int = 0) -> int:
+        """Greedy steps every sequence of `running` may still take after `pending` unread ones
+        (max_tokens and the context); 0 when a request waits or a sequence samples."""
+        if self.scheduler.waiting or not all(s.params.greedy for s in running):
+            return 0
+        return min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running) - pending
 
     def _launch_ahead(self, running: list[Sequence], steps: int) -> None:
         """Enqueue the next greedy chunk of `running` while the one just launched (`steps` tokens,
@@ -206,10 +210,7 @@ class Engine:
         more and the cache has room for it. If a sequence stops in the chunk before, the chunk's
         tokens for it are dropped: its cache rows were reserved, and whatever reuses them later is
         queued on the stream after this chunk."""
-        if self.scheduler.waiting or not all(s.params.greedy for s in running):
-            return
-        left = min(min(s.params.max_tokens - len(s.output), self.context - len(s.tokens)) for s in running) - steps
-        if left < steps or not all(self.cache.reserve(s, steps) for s in running):
+        if self._greedy_room(running, pending=steps) < steps or not all(self.cache.reserve(s, steps) for s in running):
             return
         self._sync_block_table()
         self._ahead = (list(running), self.graphs.continue_greedy(steps), steps)
