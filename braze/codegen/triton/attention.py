@@ -81,6 +81,17 @@ def _braze_rope_q(q, qrow, d, Q_SC, mask, pos, COS, SIN, C_OFF: tl.constexpr, S_
     c = tl.load(COS + C_OFF + pos * CS_ST + j * CS_SC, mask=mask, other=0.0).to(tl.float32)
     s = tl.load(SIN + S_OFF + pos * CS_ST + j * CS_SC, mask=mask, other=0.0).to(tl.float32)
     return (q.to(tl.float32) * c + tl.where(first, -other, other) * s).to(q.dtype)
+
+
+@triton.jit
+def _braze_load_q(qrow, d, Q_SC, mask, rotate, pos, COS, SIN, ROPE: tl.constexpr, C_OFF: tl.constexpr,
+                  S_OFF: tl.constexpr, CS_ST: tl.constexpr, CS_SC: tl.constexpr, D: tl.constexpr):
+    """Every attention kernel's q tile, loaded from qrow + d * Q_SC: with a RoPE fused in (ROPE > 0)
+    rotated at positions pos where `rotate` (its heads below ROPE), the rest as loaded."""
+    q = tl.load(qrow + d * Q_SC, mask=mask, other=0.0)
+    if ROPE > 0:
+        q = tl.where(rotate, _braze_rope_q(q, qrow, d, Q_SC, mask, pos, COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D), q)
+    return q
 '''
 
 HELPERS = '''
@@ -199,12 +210,8 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, C - 1)
     qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * Q_SH
-    q = tl.load(qrow + d[None, :] * Q_SC, mask=rmask[:, None] & dmask[None, :], other=0.0)
-    if ROPE > 0:
-        if h < ROPE:
-            q = _braze_rope_q(q, qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], pos[:, None],
-                              COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
-    q = q.to(K.dtype.element_ty)
+    q = _braze_load_q(qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], h < ROPE, pos[:, None],
+                      COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, DP], tl.float32)
@@ -264,12 +271,8 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
     # arrives at the counter, and the combine reads live splits only
     if lo < n:
         qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-        q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
-        if ROPE > 0:
-            rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
-                                    COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
-            q = tl.where(heads[:, None] < ROPE, rotated, q)
-        q = q.to(K.dtype.element_ty)
+        q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
         m_i = tl.full([GP], -1.0e30, tl.float32)
         l_i = tl.zeros([GP], tl.float32)
         acc = tl.zeros([GP, DP], tl.float32)
@@ -319,16 +322,19 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def rope_constants(k: Kernel, rope, head_dim: int) -> str:
-    """The constexpr arguments telling an attention kernel about a RoPE fused into it (ROPE: how
-    many leading query heads rotate, 0 for none) and how its cos / sin tables are laid out."""
+def rope_arguments(k: Kernel, rope, head_dim: int, ctx: EmitContext, stand_in) -> tuple[str, str]:
+    """(the COS, SIN launch arguments, the constexprs) telling an attention kernel about a RoPE fused
+    into it (ROPE: how many leading query heads rotate, 0 for none, with `stand_in`'s buffer passed
+    for the unused tables) and how its cos / sin tables are laid out."""
     if rope is None:
-        return "ROPE=0, C_OFF=0, S_OFF=0, CS_ST=0, CS_SC=0"
+        stand_in = ctx.buf(stand_in.buffer)
+        return f"{stand_in}, {stand_in}", "ROPE=0, C_OFF=0, S_OFF=0, CS_ST=0, CS_SC=0"
     cos, sin = rope
     if cos.strides != sin.strides or int(k.attr("rope_head_dim")) != head_dim:
         raise CompilationError(f"kernel {k.name}: a fused RoPE's cos and sin tables must share a layout "
                                f"and its head_dim must be the attention's ({head_dim})")
-    return (f"ROPE={int(k.attr('rope_heads'))}, C_OFF={cos.offset}, S_OFF={sin.offset}, "
+    return (f"{ctx.buf(cos.buffer)}, {ctx.buf(sin.buffer)}",
+            f"ROPE={int(k.attr('rope_heads'))}, C_OFF={cos.offset}, S_OFF={sin.offset}, "
             f"CS_ST={cos.strides[0]}, CS_SC={cos.strides[1]}")
 
 
@@ -368,13 +374,13 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
 
     qs, os_, ks, vs = head_strides(q), head_strides(out), strides(kc, 4), strides(vc, 4)
     sls, pos_s = strides(slots, 1), strides(pos, 1)
+    tables, rope_constants = rope_arguments(k, rope, d, ctx, stand_in=q)
     common = (f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={sls[0]}, PO_OFF={pos.offset}, PO_ST={pos_s[0]}, "
               f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SH={qs[1]}, Q_SC={qs[2]}, D={d}, DP={dp}, FP32={fp32}, "
-              f"{rope_constants(k, rope, d)}")
+              f"{rope_constants}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
-    tables = ", ".join(ctx.buf(v.buffer) for v in rope or (q, q))  # (unused stand-ins without a rope)
     o = ctx.buf(out.buffer)
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,

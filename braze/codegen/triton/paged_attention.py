@@ -29,7 +29,7 @@ kernel's tiles of tokens sum a row's scores in another order than decode's tiles
 """
 from __future__ import annotations
 
-from braze.codegen.triton.attention import ROPE_HELPER, rope_constants
+from braze.codegen.triton.attention import ROPE_HELPER, rope_arguments
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.module import EmitContext, EmittedKernel
@@ -129,12 +129,8 @@ def _braze_paged_decode(Q, K, V, SLOTS, POS, TABLE, PO, PL, O, COS, SIN, NROWS, 
     d = tl.arange(0, DP)
     dmask = d < D
     qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * D * Q_SC
-    q = tl.load(qrow + d[None, :] * Q_SC, mask=gmask[:, None] & dmask[None, :], other=0.0)
-    if ROPE > 0:
-        rotated = _braze_rope_q(q, qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], n - 1,
-                                COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
-        q = tl.where(heads[:, None] < ROPE, rotated, q)
-    q = q.to(K.dtype.element_ty)
+    q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+                      COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
     m_i = tl.full([GP], -1.0e30, tl.float32)
     l_i = tl.zeros([GP], tl.float32)
     acc = tl.zeros([GP, DP], tl.float32)
@@ -200,12 +196,8 @@ def _braze_paged_prefill(Q, K, V, SLOTS, POS, TABLE, O, COS, SIN, T, NROWS, qk_s
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, NROWS - 1)
     qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * D * Q_SC
-    q = tl.load(qrow + d[None, :] * Q_SC, mask=rmask[:, None] & dmask[None, :], other=0.0)
-    if ROPE > 0:
-        if h < ROPE:
-            q = _braze_rope_q(q, qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], pos[:, None],
-                              COS, SIN, C_OFF, S_OFF, CS_ST, CS_SC, D)
-    q = q.to(K.dtype.element_ty)
+    q = _braze_load_q(qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], h < ROPE, pos[:, None],
+                      COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, DP], tl.float32)
@@ -271,15 +263,15 @@ def emit_paged_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         if len(v.strides) != rank:
             raise CompilationError(f"kernel {k.name}: operand {v} should have rank {rank}")
     qs, os_, ks, vs, ts = q.strides, out.strides, kc.strides, vc.strides, table.strides
+    tables, rope_constants = rope_arguments(k, rope, d, ctx, stand_in=q)
     common = (f"Q_OFF={q.offset}, Q_ST={qs[0]}, Q_SC={qs[1]}, "
               f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={slots.strides[0]}, PO_OFF={pos.offset}, PO_ST={pos.strides[0]}, "
               f"TB_OFF={table.offset}, TB_S0={ts[0]}, TB_S1={ts[1]}, BS={block}, "
               f"O_OFF={out.offset}, O_ST={os_[0]}, O_SC={os_[1]}, D={d}, DP={dp}, FP32={fp32}, "
-              f"{rope_constants(k, rope, d)}")
+              f"{rope_constants}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos, table))
-    tables = ", ".join(ctx.buf(v.buffer) for v in rope or (q, q))  # (unused stand-ins without a rope)
     o = ctx.buf(out.buffer)
     combine = "" if ns == 1 else (
         f"        _braze_paged_combine[(T, {h})](po, pl, {o}, {ns}, O_OFF={out.offset}, O_ST={os_[0]}, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from braze.codegen.triton.attention import ROPE_HELPER
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
 from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
@@ -342,15 +343,12 @@ def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     rotate = []
     if rope:  # the first rope_heads heads (k of k|v) rotate as they are read: no rope kernel before
         cos, sin = rope
-        half = head_dim // 2
-        j, partner = f"tl.where(d < {half}, d, d - {half})", f"tl.where(d < {half}, d + {half}, d - {half})"
-        rotate = [
-            f"    if head < {int(k.attr('rope_heads'))}:",
-            f"        other = tl.load(x + {_addr(x, 'tok', f'head * {head_dim} + {partner}')}, mask=mask, "
-            "other=0.0).to(tl.float32)",
-            f"        c = tl.load(cos + {_addr(cos, 'p', j)}, mask=mask, other=0.0).to(tl.float32)",
-            f"        s = tl.load(sin + {_addr(sin, 'p', j)}, mask=mask, other=0.0).to(tl.float32)",
-            f"        value = (value.to(tl.float32) * c + tl.where(d < {half}, -other, other) * s).to(x.dtype.element_ty)"]
+        if cos.strides != sin.strides:
+            raise CompilationError(f"kernel {k.name}: a fused RoPE's cos and sin tables must share a layout")
+        rotate = [f"    if head < {int(k.attr('rope_heads'))}:",
+                  f"        value = _braze_rope_q(value, x + {_addr(x, 'tok', f'head * {head_dim}')}, d, "
+                  f"{x.strides[1]}, mask, p, cos, sin, {cos.offset}, {sin.offset}, {cos.strides[0]}, "
+                  f"{cos.strides[1]}, {head_dim})"]
     lines = _jit_header(["x", "slots", "positions"] + ["table"] * bool(table) +
                         ["cache"] + ["cos", "sin"] * bool(rope) + ["T", "BT: tl.constexpr", "BD: tl.constexpr"], "T") + [
         "    tok = (tl.program_id(0) * BT + tl.arange(0, BT)[:, None]).to(tl.int64)",
@@ -365,4 +363,4 @@ def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     args = [ctx.buf(v.buffer) for v in (x, slots, pos, *table, cache, *(rope or ()))] + ["T"]
     launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {kv_heads})", args,
                                                {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
-    return EmittedKernel("\n".join(lines) + "\n", launch)
+    return EmittedKernel("\n".join(lines) + "\n", launch, [ROPE_HELPER] if rope else [])
