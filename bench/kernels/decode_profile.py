@@ -18,6 +18,7 @@ from braze.bench.ceilings import measure_copy_bandwidth  # noqa: E402
 from braze.models.config import ModelConfig  # noqa: E402
 from braze.models.config import expected_weight_shapes  # noqa: E402
 from braze.models.llama import build_llama  # noqa: E402
+from braze.passes.decode_rows import without_decode_rows  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
 from braze.runtime.engine import Engine  # noqa: E402
 from braze.runtime.executable import Executable  # noqa: E402
@@ -38,6 +39,19 @@ def random_weights(config: ModelConfig) -> dict[str, torch.Tensor]:
     return out
 
 
+def compiled_resources(module) -> list[tuple[str, int, int]]:
+    """(function, registers, spilled bytes) of every compiled specialization of the module's attention
+    kernels (Triton keeps them in each JITFunction's device cache)."""
+    import triton
+    rows = []
+    for name, fn in vars(module).items():
+        if isinstance(fn, triton.runtime.jit.JITFunction) and name.startswith("_braze_attn"):
+            for caches in getattr(fn, "device_caches", {}).values():
+                for kernel in caches[0].values():
+                    rows.append((name, getattr(kernel, "n_regs", -1), getattr(kernel, "n_spills", -1)))
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=22)
@@ -45,6 +59,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-pdl", action="store_true", help="no programmatic dependent launch between kernels")
+    ap.add_argument("--no-decode-rows", action="store_true",
+                    help="a kv_store kernel per layer writes the new rows (no braze/passes/decode_rows.py)")
     args = ap.parse_args(argv)
     import braze.codegen.triton.module as triton_module
     triton_module.PDL = not args.no_pdl
@@ -53,6 +69,8 @@ def main(argv=None) -> dict:
     weight_bytes = sum(w.numel() * w.element_size() for w in weights.values())
     t0 = time.perf_counter()
     program = lower(build_llama(config, weights, "bfloat16", max_seqs=2, context=2048, max_tokens=512, device="cuda"))
+    if args.no_decode_rows:
+        program = without_decode_rows(program)
     exe = Executable(program, backend="triton", device="cuda")
     engine = Engine(exe, 1, 2048, 512, (), lambda ids: "", cuda_graphs=True)
     engine.graphs.capture_all()
@@ -80,13 +98,14 @@ def main(argv=None) -> dict:
     # per-kernel times of one eager decode step
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        engine._step([1], [ctx], [0], [0])
+        engine._step([1], [ctx], [0], [0], decode_step=True)  # as the decode graphs run it
         torch.cuda.synchronize()
     kernels = {}
     for e in prof.key_averages():
         if e.device_type.name == "CUDA" or getattr(e, "device_time_total", 0):
             kernels[e.key] = (getattr(e, "device_time_total", 0.0), e.count)
-    result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl, "compile_s": compile_s,
+    result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl,
+              "decode_rows_in_attention": not args.no_decode_rows, "compile_s": compile_s,
               "weight_bytes": weight_bytes, "step_bytes": step_bytes, "copy_TBps": bandwidth / 1e12,
               "roofline_ms": step_bytes / bandwidth * 1e3, "graph_step_ms": step_sync * 1e3,
               "pipelined_step_ms": pipelined * 1e3,
@@ -97,6 +116,8 @@ def main(argv=None) -> dict:
     print(json.dumps({k: v for k, v in result.items() if k != "kernels_us"}, indent=1))
     for k, v in list(result["kernels_us"].items())[:25]:
         print(f"{v['total_us']:9.1f} us  x{v['count']:3d}  {k[:90]}")
+    for name, regs, spills in compiled_resources(exe.compiled.module):
+        print(f"  {name}: {regs} registers, {spills} spills")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return result

@@ -26,6 +26,10 @@ Kinds and what their expressions mean (`dom` = the kernel's iteration domain):
              rotates the first R heads of x (kv_store) or q (attention) at positions[t] as it reads
              them, with the tables [C, head_dim/2] as its last two operands (cos, then sin): the rope
              kernel and its [T, F] intermediate are gone (see `fused_rope`).
+  Decode rows: a kv_store with attr decode_rows_by = A and the attention A (attr decode_rows_of)
+             that reads its cache are a pair whose kv_store a backend may skip on a step where every
+             token is its sequence's only new one, A then writing those rows (braze/passes/
+             decode_rows.py). The tags change no semantics: both kernels mean what they say above.
   batch_matmul  output[*b, m, n] = sum_k A[*b, m, k] * B[*b, k, n] (float32 accumulation) for
              operands A, B viewed with the output's batch dims (broadcast dims have stride 0):
              two activations, e.g. an attention's q @ k^T and probs @ v.

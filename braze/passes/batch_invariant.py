@@ -10,6 +10,8 @@ The C++ backend is batch invariant without it (its loops do not depend on the st
 so LLM(...) runs this step for the Triton backend only. It is on by default; LLM(...,
 batch_invariant=False), `braze serve --no-batch-invariant` or BRAZE_BATCH_INVARIANT=0 turn it
 off (faster kernels picked per step size, outputs that may differ in the last bits with the batch).
+Decode steps' attention writing the new cache rows itself (braze/passes/decode_rows.py) is turned
+off too: it sums the new row's score in another order than a mixed step would.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import os
 from dataclasses import replace
 
 from braze.ir.kernel import Kernel, Program
+from braze.passes.decode_rows import without_decode_rows
 
 INVARIANT_KINDS = ("matmul", "attention")
 
@@ -35,6 +38,7 @@ def _tag(k: Kernel) -> Kernel:
 
 
 def make_batch_invariant(program: Program) -> Program:
+    program = without_decode_rows(program)
     return replace(program, kernels=tuple(_tag(k) for k in program.kernels))
 
 

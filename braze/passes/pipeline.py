@@ -17,6 +17,7 @@ from braze.ir.kernel_verify import verify_program
 from braze.ir.verify import verify_graph
 from braze.passes.cleanup import eliminate_common_subexpressions, eliminate_dead_code
 from braze.passes.concat import distribute_over_concat
+from braze.passes.decode_rows import write_decode_rows_in_attention
 from braze.passes.decompose import decompose
 from braze.passes.flatten import flatten_leading_dims
 from braze.passes.fold import fold_constants
@@ -41,6 +42,7 @@ GRAPH_PASSES = [
 ]
 KERNEL_PASSES = [
     group_independent_kernels,       # independent pointwise kernels side by side share one launch
+    write_decode_rows_in_attention,  # on decode steps the attention writes the new k|v rows itself
     plan_memory,                     # liveness-based offsets of intermediates in one arena
 ]
 

@@ -42,19 +42,19 @@ def grow_scratch(executable, caches: dict, max_tokens: int, pad_slot: int) -> No
     torch.cuda.synchronize()
 
 
-def capture(executable, feeds: dict, pool, after=None):
+def capture(executable, feeds: dict, pool, after=None, decode_step: bool = False):
     """(graph, logits) of one run of the executable on `feeds` captured in `pool`; after(logits)
     is captured too. Two runs on a side stream first compile the kernels and allocate scratch
-    outside the capture."""
+    outside the capture. decode_step: see Executable.run."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(2):
-            executable.run(feeds)
+            executable.run(feeds, decode_step=decode_step)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool):
-        logits = executable.run(feeds)["logits"]
+        logits = executable.run(feeds, decode_step=decode_step)["logits"]
         if after is not None:
             after(logits)
     return graph, logits
@@ -85,7 +85,8 @@ class DecodeGraphs:
             static["next"] = torch.argmax(logits, dim=-1)
             static["tokens"].copy_(static["next"])
             static["positions"].add_(1)
-        graph, logits = capture(self.executable, {**static, **self.caches}, self.pool, feed_back)
+        # one token per sequence (padding rows all write the spare slot's rows, with equal values)
+        graph, logits = capture(self.executable, {**static, **self.caches}, self.pool, feed_back, decode_step=True)
         self.pool = graph.pool()
         log(1, f"captured the decode step for batch {n} as a CUDA graph")
         self.graphs[n] = (graph, static, logits)

@@ -184,7 +184,7 @@ class Engine:
             self._sync_block_table()
             logits = self.step_graphs.run(tokens, positions, slots, index)
         else:
-            logits = self._step(tokens, positions, slots, index)
+            logits = self._step(tokens, positions, slots, index, decode_step=decode_only)
         chosen = sample(logits, [s.params for s in sampled], [s.generator for s in sampled]).tolist()
         return [(seq, [token]) for seq, token in zip(sampled, chosen)]
 
@@ -233,12 +233,13 @@ class Engine:
             self.block_table.copy_(self.cache.table)
             self._table_version = self.cache.version
 
-    def _step(self, tokens, positions, slots, logits_index) -> torch.Tensor:
+    def _step(self, tokens, positions, slots, logits_index, decode_step: bool = False) -> torch.Tensor:
+        """One eager step; decode_step: every token is its sequence's only new one (Executable.run)."""
         self._sync_block_table()
         step = torch.tensor([tokens, positions, slots], dtype=torch.int64).to(self.device)
         feeds = {"tokens": step[0], "positions": step[1], "slots": step[2],
                  "logits_index": torch.tensor(logits_index, dtype=torch.int64).to(self.device), **self.caches}
-        return self.executable.run(feeds)["logits"]
+        return self.executable.run(feeds, decode_step=decode_step)["logits"]
 
     def _accept(self, seq: Sequence, token: int) -> bool:
         """Record a sampled token and decide whether the sequence is done; False if the token

@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from braze.codegen.triton.module import DECODE_STEP
 from braze.debug import log
 from braze.errors import InvalidArgumentError
 from braze.ir.interpret import TORCH_DTYPE
@@ -88,9 +89,10 @@ class Executable:
             symbols.setdefault(name, 0)
         return flat, symbols
 
-    def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def run(self, feeds: dict[str, torch.Tensor], decode_step: bool = False) -> dict[str, torch.Tensor]:
         """Run one step. Returned temps are views of the arena, valid until the next run (unless
-        fresh_outputs)."""
+        fresh_outputs). decode_step: every token is the only new one of its sequence (distinct
+        slots), which lets a decode attention write its new cache rows (braze/passes/decode_rows.py)."""
         flat, symbols = self._bind(feeds)
         for b in self.fresh_buffers:
             flat[b.name] = torch.empty(_numel(resolve(b.shape, symbols)), dtype=TORCH_DTYPE[b.dtype], device=self.device)
@@ -98,7 +100,7 @@ class Executable:
             pointers = [flat[b.name].data_ptr() for b in self.program.buffers]
             self.compiled.run(pointers, [symbols[s] for s in self.symbol_names])
         elif self.backend == "triton":
-            self.compiled.run([flat[b.name] for b in self.program.buffers], symbols)
+            self.compiled.run([flat[b.name] for b in self.program.buffers], {**symbols, DECODE_STEP: decode_step})
         else:
             run_program(self.program, flat, symbols)
         outputs = {}

@@ -300,13 +300,13 @@ def test_rope_read_only_by_kv_store_and_attention_is_fused_into_both():
     # the cache write rotates k (the first of its two heads), attention rotates both q heads; each
     # reads the unrotated q|k|v, and the tables ride along as the last two operands
     assert kernels == """\
-kernel k0_kv_store kv_store rope_heads=1 rope_head_dim=4 -> cache[2, 2, 4, 4; 32, 16, 4, 1]   # rope kv_store
+kernel k0_kv_store kv_store rope_heads=1 rope_head_dim=4 decode_rows_by=k1_attention -> cache[2, 2, 4, 4; 32, 16, 4, 1]   # rope kv_store
   $0 = qkv+8[T, 8; 16, 1]
   $1 = slots[T; 1]
   $2 = pos[T; 1]
   $3 = cos[4, 2; 2, 1]
   $4 = sin[4, 2; 2, 1]
-kernel k1_attention attention head_dim=4 num_heads=2 num_kv_heads=1 scale=0.5 rope_heads=2 rope_head_dim=4 -> t0[T, 8; 8, 1]   # rope attention
+kernel k1_attention attention head_dim=4 num_heads=2 num_kv_heads=1 scale=0.5 rope_heads=2 rope_head_dim=4 decode_rows_of=k0_kv_store -> t0[T, 8; 8, 1]   # rope attention
   $0 = qkv[T, 8; 16, 1]
   $1 = cache[2, 1, 4, 4; 32, 16, 4, 1]
   $2 = cache+16[2, 1, 4, 4; 32, 16, 4, 1]

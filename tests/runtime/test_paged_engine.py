@@ -18,9 +18,9 @@ def tokens_fed(llm) -> list[int]:
     """Wrap the executable: the returned list grows by each model step's token count."""
     fed, run = [], llm.executable.run
 
-    def counting(feeds):
+    def counting(feeds, **flags):
         fed.append(int(feeds["tokens"].numel()))
-        return run(feeds)
+        return run(feeds, **flags)
     llm.executable.run = counting
     return fed
 

@@ -3,7 +3,10 @@ flash-decoding (decode), chosen at launch time by the number of tokens this step
 
 Semantics (braze/ir/interpret.py attention_reference): output[t] = softmax(q[t] K^T * scale) V
 over cache rows 0..positions[t] (inclusive) of slot slots[t]; head h reads kv head h // (H/Hkv).
-The cache was written by kv_store before, so these kernels only read it.
+The cache was written by kv_store before, so these kernels only read it, except on a decode step
+of an attention tagged `decode_rows_of` (braze/passes/decode_rows.py): there the kv_store launches
+nothing, and one more program per (token, kv head) takes the token's own row from the kv_store's
+input (rotating k), writes it into the cache and adds its partial to the splits' (_braze_attn_new_row).
 
 The kernels are fixed library functions (module-level helpers shared by every attention kernel of
 the program); the layout of each operand (offsets and element strides of its View) reaches them as
@@ -33,7 +36,7 @@ from __future__ import annotations
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
-from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
+from braze.codegen.triton.module import DECODE_STEP, EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel, fused_rope
 
@@ -188,6 +191,45 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
 
 
 @triton.jit
+def _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2: tl.constexpr, K_S3: tl.constexpr,
+                     V_S2: tl.constexpr, V_S3: tl.constexpr, qk_scale, D: tl.constexpr, DP: tl.constexpr,
+                     BN: tl.constexpr, FP32: tl.constexpr):
+    """One decode split: cache rows [lo, hi), every one visible to the token; whole BN chunks run
+    unmasked, the tail masked."""
+    rpos = tl.zeros([acc.shape[0]], tl.int32) + (hi - 1)
+    full = lo + tl.maximum(hi - lo, 0) // BN * BN
+    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
+                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
+    return _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
+                             K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
+
+
+@triton.jit
+def _braze_attn_new_row(q, xrow, kvh, krow, vrow, pos, COS, SIN, qk_scale, X_SC: tl.constexpr,
+                        K_S3: tl.constexpr, V_S3: tl.constexpr, HKV: tl.constexpr, ROPE_K: tl.constexpr,
+                        C_OFF: tl.constexpr, S_OFF: tl.constexpr, CS_ST: tl.constexpr, CS_SC: tl.constexpr,
+                        D: tl.constexpr, DP: tl.constexpr):
+    """A decode step's own k|v row (braze/passes/decode_rows.py), as one more split: kv head kvh's
+    k (rotated when kvh < ROPE_K, as the kv_store would) and v, read from the kv_store's input row
+    xrow (k heads, then v heads), written to the cache rows krow / vrow; returns the split's
+    (acc, l, m) over that one row (the caller normalises it like any split's)."""
+    d = tl.arange(0, DP)
+    mask = d < D
+    k = tl.load(xrow + (kvh * D + d) * X_SC, mask=mask, other=0.0)
+    if ROPE_K > 0:
+        k = tl.where(kvh < ROPE_K, _braze_rope_q(k, xrow + kvh * D * X_SC, d, X_SC, mask, pos, COS, SIN,
+                                                 C_OFF, S_OFF, CS_ST, CS_SC, D), k)
+    v = tl.load(xrow + ((HKV + kvh) * D + d) * X_SC, mask=mask, other=0.0)
+    k = k.to(krow.dtype.element_ty)
+    v = v.to(vrow.dtype.element_ty)
+    tl.store(krow + d * K_S3, k, mask=mask)
+    tl.store(vrow + d * V_S3, v, mask=mask)
+    score = tl.sum(q.to(tl.float32) * k.to(tl.float32)[None, :], 1) * qk_scale
+    acc = tl.zeros([q.shape[0], DP], tl.float32) + v.to(tl.float32)[None, :]
+    return acc, tl.full([q.shape[0]], 1.0, tl.float32), score
+
+
+@triton.jit
 def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                         Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                         K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
@@ -238,7 +280,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
 
 
 @triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_scale,
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale,
                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -250,18 +292,23 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
                        D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
                        FP32: tl.constexpr, SPLIT: tl.constexpr,
                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
-                       CS_ST: tl.constexpr, CS_SC: tl.constexpr):
+                       CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
+                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
     slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
     n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+    rows = n  # the cache rows the NS splits read
+    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
+        rows = n - 1
     if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
         per = SPLIT
     else:
-        per = tl.cdiv(tl.cdiv(n, NS), BN) * BN
+        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
+    used = tl.cdiv(rows, per)  # splits that hold cache rows
     lo = sp * per
-    hi = tl.minimum(lo + per, n)
+    hi = tl.minimum(lo + per, rows)
     g = tl.arange(0, GP)
     gmask = g < GROUP
     heads = kvh * GROUP + g
@@ -269,7 +316,10 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
     dmask = d < D
     # a split past the context (the grid is sized for the longest one) has no partials: it only
     # arrives at the counter, and the combine reads live splits only
-    if lo < n:
+    busy = lo < rows
+    if KV_NEW:
+        busy = busy | (sp == NS)
+    if busy:
         qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
         q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
                           COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
@@ -278,27 +328,34 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, C, NS, qk_
         acc = tl.zeros([GP, DP], tl.float32)
         kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
         vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
-        rpos = tl.zeros([GP], tl.int32) + (hi - 1)  # every row in [lo, hi) is visible to the token
-        full = lo + tl.maximum(hi - lo, 0) // BN * BN  # whole BN chunks run unmasked, the tail masked
-        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
-                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
-        acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
-                                          K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
+        if KV_NEW:
+            if sp == NS:
+                acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
+                                                    kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
+                                                    COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
+                                                    C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
+            else:
+                acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
+                                                 qk_scale, D, DP, BN, FP32)
+        else:
+            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
+                                             qk_scale, D, DP, BN, FP32)
         nonempty = l_i > 0.0
         lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
         out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-        row = (t * H + heads) * NSP + sp
+        row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
         tl.store(PL + row, lse, mask=gmask)
         tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
     # every thread's partials are written before the release; the last arrival combines
     tl.debug_barrier()
     counter = CNT + t * HKV + kvh
     arrived = tl.atomic_add(counter, 1, sem="acq_rel")
-    if arrived == NS - 1:
+    if arrived == NS - 1 + KV_NEW:
         tl.atomic_xchg(counter, 0)
-        # splits past the context are empty: only the first `used` hold partials. All their loads
-        # are issued at once (static unroll, masked), so the combine costs about one load latency.
-        used = tl.cdiv(n, per)
+        # splits past the context are empty: only the first `used` hold partials (and the new row's
+        # program one after them). All their loads are issued at once (static unroll, masked), so
+        # the combine costs about one load latency.
+        used = used + KV_NEW
         s_idx = tl.arange(0, NSP)
         srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
         lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
@@ -338,6 +395,26 @@ def rope_arguments(k: Kernel, rope, head_dim: int, ctx: EmitContext, stand_in) -
             f"CS_ST={cos.strides[0]}, CS_SC={cos.strides[1]}")
 
 
+def decode_rows_arguments(k: Kernel, ctx: EmitContext, hkv: int, head_dim: int, stand_in) -> tuple[str, str]:
+    """(the X launch argument, the constexprs) of the decode kernel: for an attention that writes a
+    decode step's new cache rows (attr decode_rows_of, braze/passes/decode_rows.py), its kv_store's
+    input x and layout, with KV_NEW = the launcher's kv_new (1 on decode steps: one more program per
+    token and kv head); else a stand-in and KV_NEW=0."""
+    name = k.attr("decode_rows_of")
+    if not ctx.decode_rows(k):
+        return ctx.buf(stand_in.buffer), "KV_NEW=0, ROPE_K=0, X_OFF=0, X_ST=0, X_SC=0"
+    store = next((s for s in ctx.program.kernels if s.name == name and s.kind == "kv_store"), None)
+    if store is None or store.attr("decode_rows_by") != k.name:
+        raise CompilationError(f"kernel {k.name}: decode_rows_of names {name!r}, not a kv_store tagged for it")
+    x = fused_rope(store)[0][0]
+    if len(x.strides) != 2 or x.shape[1] != 2 * hkv * head_dim:
+        raise CompilationError(f"kernel {k.name}: the kv_store input {x} is not [T, {2 * hkv * head_dim}]")
+    rope_k = int(store.attr("rope_heads") or 0)
+    return (ctx.buf(x.buffer),
+            f"KV_NEW=kv_new, ROPE_K={rope_k}, X_OFF={x.offset}, X_ST={x.strides[0]}, "
+            f"X_SC={x.strides[1]}")
+
+
 def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     operands, rope = fused_rope(k)
     q, kc, vc, slots, pos = operands[:5]
@@ -358,7 +435,6 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     t_bound = tdim if isinstance(tdim, int) else int(ctx.program.symbols[tdim])
     c_bound = cdim if isinstance(cdim, int) else int(ctx.program.symbols[cdim])
     ns_max = max(1, min(DECODE_MAX_SPLITS, _cdiv(c_bound, DECODE_MIN_ROWS_PER_SPLIT)))
-    nsp = next_pow2(ns_max)
     decode_rows = max(1, min(t_bound, DECODE_MAX_T))
     qk_scale = float(k.attr("scale")) * LOG2E
 
@@ -375,6 +451,11 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     qs, os_, ks, vs = head_strides(q), head_strides(out), strides(kc, 4), strides(vc, 4)
     sls, pos_s = strides(slots, 1), strides(pos, 1)
     tables, rope_constants = rope_arguments(k, rope, d, ctx, stand_in=q)
+    # the combine unrolls over NSP partials: a decode step's new row (decode_rows.py) takes one of
+    # the ns_max, so the cache splits stop one short of it
+    writes_rows = ctx.decode_rows(k)
+    kv_new = f"1 if s.get({DECODE_STEP!r}) else 0" if writes_rows else "0"
+    nsp = next_pow2(max(ns_max, 1 + writes_rows))
     common = (f"K_OFF={kc.offset}, K_S0={ks[0]}, K_S1={ks[1]}, K_S2={ks[2]}, K_S3={ks[3]}, "
               f"V_OFF={vc.offset}, V_S0={vs[0]}, V_S1={vs[1]}, V_S2={vs[2]}, V_S3={vs[3]}, "
               f"SL_OFF={slots.offset}, SL_ST={sls[0]}, PO_OFF={pos.offset}, PO_ST={pos_s[0]}, "
@@ -382,6 +463,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
               f"{rope_constants}")
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
     o = ctx.buf(out.buffer)
+    new_rows, new_rows_constants = decode_rows_arguments(k, ctx, hkv, d, stand_in=q)
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
@@ -392,10 +474,13 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    if T == 0:\n        return\n"
         f"    if T <= {DECODE_MAX_T}:\n"
         f"        device = {o}.device\n"
-        f"        ns = max(1, min({ns_max}, triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), "
-        f"T * {hkv})))\n"
+        f"        ns = max(1, min({max(1, ns_max - writes_rows)}, "
+        f"triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), T * {hkv})))\n"
+        f"        kv_new = {kv_new}\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
-        f"        _braze_attn_decode[(T, {hkv}, ns)]({args}, po, pl, cnt, {o}, {tables}, C, ns, {qk_scale!r}, {common}, "
+        f"        _braze_attn_decode[(T, {hkv}, ns + kv_new)]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, "
+        f"C, ns, "
+        f"{qk_scale!r}, {common}, {new_rows_constants}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
         f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
         f"    else:\n"
@@ -409,8 +494,10 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"    T = {ctx.dim(tdim)}\n"
             f"    C = {ctx.dim(cdim)}\n"
             f"    if T == 0:\n        return\n"
+            f"    kv_new = 0  # batch-invariant programs have no decode rows (batch_invariant.py)\n"
             f"    po, pl, cnt = _braze_attn_scratch({o}.device, {max(1, t_bound)}, {h}, {hkv}, {next_pow2(ns)}, {dp})\n"
-            f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, {tables}, C, {ns}, {qk_scale!r}, {common}, "
+            f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, C, {ns}, "
+            f"{qk_scale!r}, {common}, {new_rows_constants}, "
             f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, "
             f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
             f"num_stages={dec['num_stages']}, SPLIT={split})\n")

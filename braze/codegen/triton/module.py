@@ -35,6 +35,11 @@ from triton.language.extra import libdevice  # noqa: F401  (pow)
 # braze.codegen.triton.module.PDL = False turns it off.
 PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 
+# The launchers' `s` also carries this flag, true when every token of the step is the only new one
+# of its sequence (the engine's decode CUDA graphs): a kv_store and attention pair that
+# braze/passes/decode_rows.py tagged then lets the attention write the new cache rows.
+DECODE_STEP = "decode_step"
+
 
 @dataclass
 class EmittedKernel:
@@ -46,6 +51,15 @@ class EmittedKernel:
 @dataclass
 class EmitContext:
     program: Program
+    pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
+
+    def decode_rows(self, kernel: Kernel) -> bool:
+        """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
+        attention writes a decode step's new rows here. Not with PDL: on an H100 the kv_store
+        launch then costs little (the attention's CTAs are resident, waiting), and the extra
+        program made the step slower: TinyLlama decode 1.052-1.060 -> 1.079-1.083 ms; without
+        PDL it is faster: 1.153 -> 1.119 ms (bench/kernels/decode_profile.py, bench/NOTES.md)."""
+        return not self.pdl and (kernel.attr("decode_rows_by") or kernel.attr("decode_rows_of")) is not None
 
     def __post_init__(self):
         self.index = {b.name: i for i, b in enumerate(self.program.buffers)}
@@ -106,7 +120,7 @@ def _emit_kernels(program: Program, ctx: EmitContext):
 
 
 def emit_module(program: Program) -> str:
-    ctx = EmitContext(program)
+    ctx = EmitContext(program, pdl=PDL and _pdl_supported())
     functions: dict[str, str] = {}  # jit source -> function name
     helpers: dict[str, None] = {}
     launchers, launches = [], []
@@ -123,7 +137,7 @@ def emit_module(program: Program) -> str:
                          + emitted.launch.replace("KERNEL", fn))
     parts = [HEADER.format(name=program.name, count=len(program.kernels), unique=len(functions))]
     jits = list(helpers) + [jit.replace("KERNEL", name) for jit, name in functions.items()]
-    if PDL and _pdl_supported():
+    if ctx.pdl:
         launched = set(re.findall(r"(\w+)\[", "".join(launchers)))
         jits = [_wait_for_previous_kernel(src, launched) for src in jits]
         launchers = [text.replace("num_warps=", "launch_pdl=True, num_warps=") for text in launchers]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from braze.codegen.triton.attention import ROPE_HELPER
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.indexing import next_pow2, split_rows, view_offsets
-from braze.codegen.triton.module import EmitContext, EmittedKernel, knob_config
+from braze.codegen.triton.module import DECODE_STEP, EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel, View, fused_rope
 
@@ -363,4 +363,7 @@ def emit_kv_store(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     args = [ctx.buf(v.buffer) for v in (x, slots, pos, *table, cache, *(rope or ()))] + ["T"]
     launch = f"    T = {ctx.dim(t)}\n" + _launch("T", f"(triton.cdiv(T, {block_t}), {kv_heads})", args,
                                                {"BT": block_t, "BD": block_d}, _warps(block_t * block_d))
+    if ctx.decode_rows(k):  # braze/passes/decode_rows.py
+        launch = (f"    if s.get({DECODE_STEP!r}):\n        return  # {k.attr('decode_rows_by')} writes the rows\n"
+                  + launch)
     return EmittedKernel("\n".join(lines) + "\n", launch, [ROPE_HELPER] if rope else [])

@@ -18,6 +18,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 def _layer(h: int, hkv: int, d: int, slots: int, context: int) -> str:
     width, kv = (h + 2 * hkv) * d, 2 * hkv * d
+    attrs = f"{{head_dim={d}, num_heads={h}, num_kv_heads={hkv}, scale=0.3}}"
     return f"""
     %qkv = input() {{name="qkv"}} : f32[T, {width}]
     %pos = input() {{name="pos"}} : i64[T]
@@ -31,7 +32,7 @@ def _layer(h: int, hkv: int, d: int, slots: int, context: int) -> str:
     %3 = slice(%2) {{axis=1, start=0, stop={hkv}}} : f32[{slots}, {hkv}, {context}, {d}]
     %4 = slice(%2) {{axis=1, start={hkv}, stop={2 * hkv}}} : f32[{slots}, {hkv}, {context}, {d}]
     %5 = slice(%0) {{axis=1, start=0, stop={h * d}}} : f32[T, {h * d}]
-    %6 = attention(%5, %3, %4, %slots, %pos) {{head_dim={d}, num_heads={h}, num_kv_heads={hkv}, scale=0.3}} : f32[T, {h * d}]
+    %6 = attention(%5, %3, %4, %slots, %pos) {attrs} : f32[T, {h * d}]
     return out=%6, cache=%2"""
 
 
