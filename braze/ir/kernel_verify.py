@@ -36,7 +36,26 @@ def verify_program(program: Program) -> Program:
                     raise GraphVerificationError(f"{where}: reads reduction {e.value}, has {len(k.reductions)}")
                 if e.op == "acc" and k.kind != "matmul":
                     raise GraphVerificationError(f"{where}: acc outside a matmul")
+    _verify_decode_rows(program)
     for name, buf in program.outputs:
         if buf not in written:
             raise GraphVerificationError(f"output {name} (buffer {buf}) is never written")
     return program
+
+
+def _verify_decode_rows(program: Program) -> None:
+    """A kv_store tagged decode_rows_by names a later attention tagged decode_rows_of it, and back
+    (braze/passes/decode_rows.py)."""
+    position = {k.name: i for i, k in enumerate(program.kernels)}
+    for i, k in enumerate(program.kernels):
+        for tag, kind, back, where in (("decode_rows_by", "attention", "decode_rows_of", "after"),
+                                       ("decode_rows_of", "kv_store", "decode_rows_by", "before")):
+            other = k.attr(tag)
+            if other is None:
+                continue
+            j = position.get(other, -1)
+            partner = program.kernels[j] if j >= 0 else None
+            paired = partner is not None and partner.kind == kind and partner.attr(back) == k.name
+            if not paired or (j < i) != (where == "before"):
+                raise GraphVerificationError(f"kernel {k.name}: {tag}={other} does not name the {kind} {where} it "
+                                             f"tagged {back}={k.name}")

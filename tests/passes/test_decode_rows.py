@@ -7,7 +7,11 @@ from dataclasses import replace
 
 import torch
 
+import pytest
+
+from braze.errors import GraphVerificationError
 from braze.ir.kernel import Kernel, View
+from braze.ir.kernel_verify import verify_program
 from braze.ir.parse import parse_graph
 from braze.passes.batch_invariant import make_batch_invariant
 from braze.passes.decode_rows import write_decode_rows_in_attention
@@ -83,3 +87,11 @@ def _strip_kernel(k: Kernel) -> Kernel:
 
 def _strip(program):
     return replace(program, kernels=tuple(_strip_kernel(k) for k in program.kernels))
+
+
+def test_the_verifier_rejects_a_tag_without_its_partner():
+    program = lower(parse_graph(LAYER, TABLES, {"T": 4}))
+    store, attention = program.kernels[0], program.kernels[1]
+    one_sided = replace(program, kernels=(store, _strip_kernel(attention)) + program.kernels[2:])
+    with pytest.raises(GraphVerificationError, match="decode_rows_by=k1_attention does not name the attention after it"):
+        verify_program(one_sided)
