@@ -12,28 +12,9 @@ from braze.codegen.triton.simple import emit_kv_store
 from braze.ir.parse import parse_graph
 from braze.passes.pipeline import lower
 from braze.runtime.executable import Executable
+from kv_layer_text import kv_layer_text  # noqa: E402  (tests/support)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _layer(h: int, hkv: int, d: int, slots: int, context: int) -> str:
-    width, kv = (h + 2 * hkv) * d, 2 * hkv * d
-    attrs = f"{{head_dim={d}, num_heads={h}, num_kv_heads={hkv}, scale=0.3}}"
-    return f"""
-    %qkv = input() {{name="qkv"}} : f32[T, {width}]
-    %pos = input() {{name="pos"}} : i64[T]
-    %slots = input() {{name="slots"}} : i64[T]
-    %cache = input() {{name="cache"}} : f32[{slots}, {2 * hkv}, {context}, {d}]
-    %cos = weight() {{name="cos"}} : f32[{context}, {d // 2}]
-    %sin = weight() {{name="sin"}} : f32[{context}, {d // 2}]
-    %0 = rope(%qkv, %pos, %cos, %sin) {{head_dim={d}, rotary_heads={h + hkv}}} : f32[T, {width}]
-    %1 = slice(%0) {{axis=1, start={h * d}, stop={width}}} : f32[T, {kv}]
-    %2 = kv_store(%cache, %1, %slots, %pos) : f32[{slots}, {2 * hkv}, {context}, {d}]
-    %3 = slice(%2) {{axis=1, start=0, stop={hkv}}} : f32[{slots}, {hkv}, {context}, {d}]
-    %4 = slice(%2) {{axis=1, start={hkv}, stop={2 * hkv}}} : f32[{slots}, {hkv}, {context}, {d}]
-    %5 = slice(%0) {{axis=1, start=0, stop={h * d}}} : f32[T, {h * d}]
-    %6 = attention(%5, %3, %4, %slots, %pos) {attrs} : f32[T, {h * d}]
-    return out=%6, cache=%2"""
 
 
 @pytest.mark.parametrize("h, hkv, d", [(2, 1, 8), (6, 3, 16)])
@@ -43,7 +24,7 @@ def test_decode_attention_writing_its_rows_matches_the_reference(h, hkv, d, deco
     slots, context = 4, 40
     gen = torch.Generator().manual_seed(h * d)
     tables = {"cos": torch.randn(context, d // 2, generator=gen), "sin": torch.randn(context, d // 2, generator=gen)}
-    program = lower(parse_graph(_layer(h, hkv, d, slots, context), tables, {"T": 8}))
+    program = lower(parse_graph(kv_layer_text(h, hkv, d, slots, context), tables, {"T": 8}))
     assert [k.attr("decode_rows_of") for k in program.kernels if k.kind == "attention"] == ["k0_kv_store"]
     # distinct slots; positions 0 (only the new row), inside the first split and past several splits
     feeds = {"qkv": torch.randn(4, (h + 2 * hkv) * d, generator=gen), "pos": torch.tensor([7, 0, 33, 1]),
@@ -58,7 +39,7 @@ def test_decode_attention_writing_its_rows_matches_the_reference(h, hkv, d, deco
 
 
 def test_with_pdl_the_kv_store_still_writes_every_step():
-    program = lower(parse_graph(_layer(2, 1, 8, 2, 16), {"cos": torch.ones(16, 4), "sin": torch.zeros(16, 4)},
+    program = lower(parse_graph(kv_layer_text(2, 1, 8, 2, 16), {"cos": torch.ones(16, 4), "sin": torch.zeros(16, 4)},
                                 {"T": 4}))
     store = program.kernels[0]
     assert store.attr("decode_rows_by") == "k1_attention"
