@@ -68,9 +68,9 @@ def _pairs(store: Kernel, attention: Kernel) -> bool:
 
 def _untouched_between(kernels: tuple[Kernel, ...], store: Kernel) -> bool:
     cache = store.output.buffer
-    inputs = {v.buffer for v in fused_rope(store)[0]}
+    written = {v.buffer for v in fused_rope(store)[0]} | {cache}  # none may be written in between
     for k in kernels:
-        if k.output.buffer in inputs | {cache} or any(v.buffer == cache for v in k.operands):
+        if k.output.buffer in written or any(v.buffer == cache for v in k.operands):
             return False
     return True
 

@@ -400,12 +400,10 @@ def decode_rows_arguments(k: Kernel, ctx: EmitContext, hkv: int, head_dim: int, 
     decode step's new cache rows (attr decode_rows_of, braze/passes/decode_rows.py), its kv_store's
     input x and layout, with KV_NEW = the launcher's kv_new (1 on decode steps: one more program per
     token and kv head); else a stand-in and KV_NEW=0."""
-    name = k.attr("decode_rows_of")
     if not ctx.decode_rows(k):
         return ctx.buf(stand_in.buffer), "KV_NEW=0, ROPE_K=0, X_OFF=0, X_ST=0, X_SC=0"
-    store = next((s for s in ctx.program.kernels if s.name == name and s.kind == "kv_store"), None)
-    if store is None or store.attr("decode_rows_by") != k.name:
-        raise CompilationError(f"kernel {k.name}: decode_rows_of names {name!r}, not a kv_store tagged for it")
+    # the Kernel IR verifier checked that the tag names the kv_store paired with this attention
+    store = next(s for s in ctx.program.kernels if s.name == k.attr("decode_rows_of"))
     x = fused_rope(store)[0][0]
     if len(x.strides) != 2 or x.shape[1] != 2 * hkv * head_dim:
         raise CompilationError(f"kernel {k.name}: the kv_store input {x} is not [T, {2 * hkv * head_dim}]")
