@@ -1,7 +1,7 @@
 """Where a braze decode step's time goes (not a test): TinyLlama-1.1B-shaped random bf16 weights,
 one CUDA-graph decode step timed, then every kernel of one eager step timed with torch.profiler.
 
-    PYTHONPATH=. python3 bench/kernels/decode_profile.py [--layers 22] [--context 256]
+    PYTHONPATH=. python3 bench/kernels/decode_profile.py [--layers 22] [--context 256] [--prefetch-mb 16]
 """
 from __future__ import annotations
 
@@ -61,7 +61,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-pdl", action="store_true", help="no programmatic dependent launch between kernels")
     ap.add_argument("--no-decode-rows", action="store_true",
                     help="a kv_store kernel per layer writes the new rows (no braze/passes/decode_rows.py)")
+    ap.add_argument("--prefetch-mb", type=float, default=None,
+                    help="bytes of the next weights each attention pulls into L2 (braze/passes/prefetch.py; 0: none)")
     args = ap.parse_args(argv)
+    if args.prefetch_mb is not None:
+        import os
+        os.environ["BRAZE_PREFETCH_MB"] = str(args.prefetch_mb)
+    from braze.passes.prefetch import default_budget
     import braze.codegen.triton.module as triton_module
     triton_module.PDL = not args.no_pdl
     config = ModelConfig(**{**TINYLLAMA.__dict__, "num_layers": args.layers})
@@ -105,7 +111,8 @@ def main(argv=None) -> dict:
         if e.device_type.name == "CUDA" or getattr(e, "device_time_total", 0):
             kernels[e.key] = (getattr(e, "device_time_total", 0.0), e.count)
     result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl,
-              "decode_rows_in_attention": not args.no_decode_rows, "compile_s": compile_s,
+              "decode_rows_in_attention": not args.no_decode_rows, "prefetch_mb": default_budget() / 2**20,
+              "compile_s": compile_s,
               "weight_bytes": weight_bytes, "step_bytes": step_bytes, "copy_TBps": bandwidth / 1e12,
               "roofline_ms": step_bytes / bandwidth * 1e3, "graph_step_ms": step_sync * 1e3,
               "pipelined_step_ms": pipelined * 1e3,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr
+from braze.passes.memory import ELEMENT_BYTES
 from braze.codegen.cpp.emit import KernelCtx, PAR_MIN_WORK, indent
 from braze.codegen.cpp.matmul_quant import dequant_tile, quant_support
 from braze.codegen.cpp.prelude import TAG, tile_function
@@ -168,10 +169,8 @@ def may_alias(program, a: str, b: str) -> bool:
         n = 1
         for d in buf.shape:
             n *= program.symbols.get(d, 1 << 40) if isinstance(d, str) else d
-        return plan.offsets[buf.name], plan.offsets[buf.name] + n * ELEM_BYTES[buf.dtype]
+        return plan.offsets[buf.name], plan.offsets[buf.name] + n * ELEMENT_BYTES[buf.dtype]
     (a0, a1), (b0, b1) = extent(ba), extent(bb)
     return a0 < b1 and b0 < a1
 
 
-ELEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int32": 4, "int64": 8, "bool": 1, "int8": 1, "uint8": 1,
-              "float8_e4m3fn": 1}

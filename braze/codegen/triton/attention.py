@@ -33,9 +33,13 @@ kernel, with splits of SPLIT rows (a compile-time constant) instead of a count f
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
+from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
+from braze.codegen.triton.prefetch import prefetch_arguments
 from braze.codegen.triton.module import DECODE_STEP, EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel, fused_rope
@@ -280,7 +284,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
 
 
 @triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale,
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, PF0, PF1, PF2, PF3,
                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -293,10 +297,48 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
                        FP32: tl.constexpr, SPLIT: tl.constexpr,
                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
-                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
+                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr,
+                       PF_LO0: tl.constexpr, PF_HI0: tl.constexpr, PF_LO1: tl.constexpr, PF_HI1: tl.constexpr,
+                       PF_LO2: tl.constexpr, PF_HI2: tl.constexpr, PF_LO3: tl.constexpr, PF_HI3: tl.constexpr,
+                       PF: tl.constexpr, PF_LANES: tl.constexpr, PF_CHUNK: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
+    if PF > 0:
+        if sp >= NS + KV_NEW:  # an L2 prefetch program (braze/passes/prefetch.py): no split, no counter
+            if t == 0:
+                _braze_prefetch_ranges(PF0, PF1, PF2, PF3, kvh * PF + sp - NS - KV_NEW, HKV * PF, PF_LO0, PF_HI0,
+                                       PF_LO1, PF_HI1, PF_LO2, PF_HI2, PF_LO3, PF_HI3, PF_LANES, PF_CHUNK)
+        else:
+            _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
+                                     Q_OFF, Q_ST, Q_SH, Q_SC, K_OFF, K_S0, K_S1, K_S2, K_S3,
+                                     V_OFF, V_S0, V_S1, V_S2, V_S3, SL_OFF, SL_ST, PO_OFF, PO_ST,
+                                     O_OFF, O_ST, O_SH, O_SC, H, HKV, GROUP, GP, D, DP, NSP, BN, FP32, SPLIT,
+                                     ROPE, C_OFF, S_OFF, CS_ST, CS_SC, KV_NEW, ROPE_K, X_OFF, X_ST, X_SC)
+    else:
+        _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
+                                 Q_OFF, Q_ST, Q_SH, Q_SC, K_OFF, K_S0, K_S1, K_S2, K_S3,
+                                 V_OFF, V_S0, V_S1, V_S2, V_S3, SL_OFF, SL_ST, PO_OFF, PO_ST,
+                                 O_OFF, O_ST, O_SH, O_SC, H, HKV, GROUP, GP, D, DP, NSP, BN, FP32, SPLIT,
+                                 ROPE, C_OFF, S_OFF, CS_ST, CS_SC, KV_NEW, ROPE_K, X_OFF, X_ST, X_SC)
+
+
+@triton.jit
+def _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
+                             Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
+                             K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
+                             K_S2: tl.constexpr, K_S3: tl.constexpr,
+                             V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
+                             V_S2: tl.constexpr, V_S3: tl.constexpr,
+                             SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
+                             O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
+                             H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
+                             D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
+                             FP32: tl.constexpr, SPLIT: tl.constexpr,
+                             ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
+                             CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
+                             X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
+    """Split sp of token t's context for kv head kvh (the module docstring's decode path)."""
     slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
     n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
     rows = n  # the cache rows the NS splits read
@@ -466,6 +508,8 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
     pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
+    prefetch, prefetch_constants, pf = prefetch_arguments(k, ctx, dec["num_warps"], stand_in=q)
+    no_prefetch = prefetch_arguments(k, replace(ctx, l2_prefetch=False), dec["num_warps"], stand_in=q)
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
@@ -476,9 +520,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), T * {hkv})))\n"
         f"        kv_new = {kv_new}\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
-        f"        _braze_attn_decode[(T, {hkv}, ns + kv_new)]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, "
+        f"        _braze_attn_decode[(T, {hkv}, ns + kv_new + {pf})]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, "
         f"C, ns, "
-        f"{qk_scale!r}, {common}, {new_rows_constants}, "
+        f"{qk_scale!r}, {prefetch}, {common}, {new_rows_constants}, {prefetch_constants}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
         f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
         f"    else:\n"
@@ -495,9 +539,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"    kv_new = 0  # batch-invariant programs have no decode rows (batch_invariant.py)\n"
             f"    po, pl, cnt = _braze_attn_scratch({o}.device, {max(1, t_bound)}, {h}, {hkv}, {next_pow2(ns)}, {dp})\n"
             f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, C, {ns}, "
-            f"{qk_scale!r}, {common}, {new_rows_constants}, "
+            f"{qk_scale!r}, {no_prefetch[0]}, {common}, {new_rows_constants}, {no_prefetch[1]}, "
             f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, "
             f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
             f"num_stages={dec['num_stages']}, SPLIT={split})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
-    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS])
+    return EmittedKernel(jit, launch, [ROPE_HELPER, PREFETCH_HELPER, HELPERS])

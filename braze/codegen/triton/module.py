@@ -35,6 +35,11 @@ from triton.language.extra import libdevice  # noqa: F401  (pow)
 # braze.codegen.triton.module.PDL = False turns it off.
 PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 
+# Attentions tagged by braze/passes/prefetch.py pull the next kernels' weights into L2 while they
+# run (cp.async.bulk.prefetch, Hopper and newer). BRAZE_L2_PREFETCH=0 or
+# braze.codegen.triton.module.L2_PREFETCH = False turns it off.
+L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
+
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
 # of its sequence (the engine's decode CUDA graphs): a kv_store and attention pair that
 # braze/passes/decode_rows.py tagged then lets the attention write the new cache rows.
@@ -52,6 +57,7 @@ class EmittedKernel:
 class EmitContext:
     program: Program
     pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
+    l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured)
 
     def decode_rows(self, kernel: Kernel) -> bool:
         """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
@@ -120,7 +126,8 @@ def _emit_kernels(program: Program, ctx: EmitContext):
 
 
 def emit_module(program: Program) -> str:
-    ctx = EmitContext(program, pdl=PDL and _pdl_supported())
+    hopper = _hopper_or_newer()
+    ctx = EmitContext(program, pdl=PDL and hopper, l2_prefetch=L2_PREFETCH and hopper)
     functions: dict[str, str] = {}  # jit source -> function name
     helpers: dict[str, None] = {}
     launchers, launches = [], []
@@ -148,7 +155,9 @@ def emit_module(program: Program) -> str:
     return "\n\n".join(p.rstrip() + "\n" for p in parts)
 
 
-def _pdl_supported() -> bool:
+def _hopper_or_newer() -> bool:
+    """A real GPU (not the interpreter) of compute capability 9.0 or newer: programmatic dependent
+    launch and bulk L2 prefetch."""
     import torch
     return (os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available()
             and torch.cuda.get_device_capability()[0] >= 9)

@@ -1,0 +1,93 @@
+"""Weights pulled into L2 while a decode step's attention runs: its idle memory bandwidth put to work.
+
+A decode step at batch 1 is a chain of kernels, each waiting for the one before. The GEMVs stream
+weights at close to the memory bandwidth; the attention between the QKV and O projections does
+not: it reads a few hundred KB of KV cache through a chain of dependent round trips (position, q,
+K/V, partials, the arrival counter, the combine), so for its 5 us or so (TinyLlama on an H100)
+HBM sits almost idle. Weights the next kernels will read (the O projection, then the start of
+gate|up) can be copied into L2 during that time, so those GEMVs find them there.
+
+The pass only tags: an attention gets attr `prefetch` = ((weight buffer, first element, element
+count), ...), the weights of the kernels after it (up to the next attention) in the order they read
+them, `budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics: the
+interpreter and the C++ backend ignore it; the Triton decode attention launches one or more extra
+programs that issue bulk L2 prefetches (cp.async.bulk.prefetch, Hopper and newer) for those bytes.
+A prefetch is a hint: a line evicted before its reader comes is read from HBM as before.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from braze.ir.kernel import Kernel, Program, View
+from braze.passes.memory import ELEMENT_BYTES
+
+TAG = "prefetch"
+MAX_RANGES = 4  # the Triton decode attention takes this many (pointer, first, count) triples
+# Bytes pulled in per attention. TinyLlama's O projection is 8.4 MB and its gate|up 46 MB; an
+# H100's L2 holds 50 MB. BRAZE_PREFETCH_MB overrides it (0: no tags).
+DEFAULT_BUDGET_MB = 16.0
+
+
+def default_budget() -> int:
+    return int(float(os.environ.get("BRAZE_PREFETCH_MB", DEFAULT_BUDGET_MB)) * 2**20)
+
+
+def view_extent(v: View) -> tuple[int, int]:
+    """(first element, element count) of the span of its buffer that a view reads (dims of stride 0
+    or size 1 add nothing; a symbolic dim makes the view unsized: (offset, 0))."""
+    last = v.offset
+    for size, stride in zip(v.shape, v.strides):
+        if not isinstance(size, int):
+            return v.offset, 0
+        if size > 0:
+            last += (size - 1) * abs(stride)
+    return v.offset, last - v.offset + 1
+
+
+def _weight_ranges(program: Program, kernels, budget: int) -> tuple[tuple[str, int, int], ...]:
+    """The (buffer, first, count) spans of weights the kernels read, in order, cut at budget bytes
+    and MAX_RANGES ranges; a span that continues the one before it joins it."""
+    ranges: list[list] = []
+    left = budget
+    for k in kernels:
+        for v in k.operands:
+            buf = program.buffer(v.buffer)
+            if buf.kind != "weight" or left <= 0:
+                continue
+            first, count = view_extent(v)
+            size = ELEMENT_BYTES[buf.dtype]
+            count = min(count, left // size)
+            if count <= 0:
+                continue
+            if ranges and ranges[-1][0] == v.buffer and ranges[-1][1] + ranges[-1][2] == first:
+                ranges[-1][2] += count
+            elif len(ranges) < MAX_RANGES:
+                ranges.append([v.buffer, first, count])
+            else:
+                return tuple(map(tuple, ranges))
+            left -= count * size
+    return tuple(map(tuple, ranges))
+
+
+def prefetch_weights_in_attention(program: Program, budget: int | None = None) -> Program:
+    budget = default_budget() if budget is None else budget
+    if budget <= 0:
+        return program
+    kernels = list(program.kernels)
+    starts = [i for i, k in enumerate(kernels) if k.kind == "attention"]
+    for n, i in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(kernels)
+        ranges = _weight_ranges(program, kernels[i + 1:end], budget)
+        if ranges and kernels[i].attr(TAG) is None:
+            kernels[i] = replace(kernels[i], attrs=kernels[i].attrs + ((TAG, ranges),))
+    return replace(program, kernels=tuple(kernels))
+
+
+def without_prefetch(program: Program) -> Program:
+    """The program with no attention prefetching (to measure what the tags buy)."""
+    def strip(k: Kernel) -> Kernel:
+        if k.attr(TAG) is None:
+            return k
+        return replace(k, attrs=tuple(kv for kv in k.attrs if kv[0] != TAG))
+    return replace(program, kernels=tuple(strip(k) for k in program.kernels))

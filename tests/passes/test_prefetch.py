@@ -1,0 +1,88 @@
+"""prefetch_weights_in_attention: an attention is tagged with the weights the kernels after it read
+(up to the next attention), in their order, cut at the byte budget; the verifier keeps the ranges
+inside weight buffers."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from braze.errors import GraphVerificationError
+from braze.ir.kernel_verify import verify_program
+from braze.ir.parse import parse_graph
+from braze.passes.pipeline import lower
+from braze.passes.prefetch import prefetch_weights_in_attention, view_extent, without_prefetch
+from braze.ir.kernel import View
+from kv_layer_text import kv_layer_text  # (tests/support)
+
+# one layer's attention, then an O projection [12, 16] and an up projection [20, 12], float32
+LAYER = kv_layer_text(2, 1, 8, 3, 8, scale=0.35).replace("return out=%6, cache=%2", """%wo = weight() {name="wo"} : f32[12, 16]
+    %wu = weight() {name="wu"} : f32[20, 12]
+    %7 = linear(%6, %wo) : f32[T, 12]
+    %8 = linear(%7, %wu) : f32[T, 20]
+    return out=%8, cache=%2""")
+WEIGHTS = {"cos": torch.randn(8, 4), "sin": torch.randn(8, 4), "wo": torch.randn(12, 16), "wu": torch.randn(20, 12)}
+
+
+def _program():
+    return without_prefetch(lower(parse_graph(LAYER, WEIGHTS, {"T": 4})))
+
+
+def _attention(program):
+    return next(k for k in program.kernels if k.kind == "attention")
+
+
+def test_the_attention_names_the_weights_read_after_it_in_order():
+    tagged = prefetch_weights_in_attention(_program(), budget=1 << 20)
+    header = str(tagged).split("\n")[[line.startswith("kernel k1_attention") for line in str(tagged).split("\n")].index(True)]
+    assert "decode_rows_of=k0_kv_store prefetch=(('wo', 0, 192), ('wu', 0, 240)) -> t0[T, 16; 16, 1]" in header
+    assert [k.attr("prefetch") for k in tagged.kernels if k.kind != "attention"] == [None] * 3
+
+
+def test_the_budget_cuts_the_last_range():
+    # 768 bytes of wo, then 232 of the 1,000 left for wu: 58 float32 elements
+    assert _attention(prefetch_weights_in_attention(_program(), budget=1000)).attr("prefetch") == (
+        ("wo", 0, 192), ("wu", 0, 58))
+    assert _attention(prefetch_weights_in_attention(_program(), budget=400)).attr("prefetch") == (("wo", 0, 100),)
+
+
+def test_no_budget_no_tag():
+    assert _attention(prefetch_weights_in_attention(_program(), budget=0)).attr("prefetch") is None
+
+
+def test_weights_after_the_next_attention_belong_to_it():
+    program = _program()
+    kv_store, attention, o_proj, up_proj = program.kernels
+    second = replace(attention, name="k9_attention", attrs=tuple(kv for kv in attention.attrs
+                                                               if kv[0] != "decode_rows_of"))
+    spliced = replace(program, kernels=(kv_store, attention, o_proj, second, up_proj))
+    tagged = prefetch_weights_in_attention(spliced, budget=1 << 20)
+    assert [k.attr("prefetch") for k in tagged.kernels if k.kind == "attention"] == [
+        (("wo", 0, 192),), (("wu", 0, 240),)]
+
+
+def test_the_default_pipeline_tags_decode_attention(monkeypatch):
+    monkeypatch.setenv("BRAZE_PREFETCH_MB", "0.001")  # 1,048 bytes: wo whole, 70 elements of wu
+    assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 70))
+    monkeypatch.setenv("BRAZE_PREFETCH_MB", "0")
+    assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") is None
+
+
+@pytest.mark.parametrize("ranges, message", [
+    ((("wo", 100, 93),), r"prefetch of elements \[100, 193\) of wo, which has 192"),
+    ((("cache", 0, 8),), "prefetch names cache, which is not a weight buffer"),
+])
+def test_the_verifier_rejects_ranges_outside_weights(ranges, message):
+    program = _program()
+    bad = replace(program, kernels=tuple(replace(k, attrs=k.attrs + (("prefetch", ranges),)) if k.kind == "attention"
+                                         else k for k in program.kernels))
+    with pytest.raises(GraphVerificationError, match=message):
+        verify_program(bad)
+
+
+def test_view_extent_spans_what_a_view_reads():
+    assert view_extent(View("w", (12, 16), (16, 1), 32)) == (32, 192)
+    assert view_extent(View("w", (12, 16), (1, 12))) == (0, 192)     # transposed
+    assert view_extent(View("w", (4, 16), (0, 1), 5)) == (5, 16)     # broadcast rows read one row
+    assert view_extent(View("w", ("T", 16), (16, 1))) == (0, 0)      # unsized
