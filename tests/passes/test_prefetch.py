@@ -12,8 +12,8 @@ from braze.errors import GraphVerificationError
 from braze.ir.kernel_verify import verify_program
 from braze.ir.parse import parse_graph
 from braze.passes.pipeline import lower
-from braze.passes.prefetch import prefetch_weights_in_attention, view_extent, without_prefetch
 from braze.ir.kernel import View
+from braze.passes.prefetch import prefetch_weights_in_attention, view_extent, without_prefetch
 from kv_layer_text import kv_layer_text  # (tests/support)
 
 # one layer's attention, then an O projection [12, 16] and an up projection [20, 12], float32
@@ -35,7 +35,7 @@ def _attention(program):
 
 def test_the_attention_names_the_weights_read_after_it_in_order():
     tagged = prefetch_weights_in_attention(_program(), budget=1 << 20)
-    header = str(tagged).split("\n")[[line.startswith("kernel k1_attention") for line in str(tagged).split("\n")].index(True)]
+    header = next(line for line in str(tagged).split("\n") if line.startswith("kernel k1_attention"))
     assert "decode_rows_of=k0_kv_store prefetch=(('wo', 0, 192), ('wu', 0, 240)) -> t0[T, 16; 16, 1]" in header
     assert [k.attr("prefetch") for k in tagged.kernels if k.kind != "attention"] == [None] * 3
 
