@@ -304,116 +304,86 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
-    if PF > 0:
-        if sp >= NS + KV_NEW:  # an L2 prefetch program (braze/passes/prefetch.py): no split, no counter
-            if t == 0:
-                _braze_prefetch_ranges(PF0, PF1, PF2, PF3, kvh * PF + sp - NS - KV_NEW, HKV * PF, PF_LO0, PF_HI0,
-                                       PF_LO1, PF_HI1, PF_LO2, PF_HI2, PF_LO3, PF_HI3, PF_LANES, PF_CHUNK)
+    if sp >= NS + KV_NEW:  # an L2 prefetch program (braze/passes/prefetch.py; PF > 0): no split, no counter
+        if t == 0:
+            _braze_prefetch_ranges(PF0, PF1, PF2, PF3, kvh * PF + sp - NS - KV_NEW, HKV * PF, PF_LO0, PF_HI0,
+                                   PF_LO1, PF_HI1, PF_LO2, PF_HI2, PF_LO3, PF_HI3, PF_LANES, PF_CHUNK)
+    else:
+        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+        rows = n  # the cache rows the NS splits read
+        if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
+            rows = n - 1
+        if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
+            per = SPLIT
         else:
-            _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
-                                     Q_OFF, Q_ST, Q_SH, Q_SC, K_OFF, K_S0, K_S1, K_S2, K_S3,
-                                     V_OFF, V_S0, V_S1, V_S2, V_S3, SL_OFF, SL_ST, PO_OFF, PO_ST,
-                                     O_OFF, O_ST, O_SH, O_SC, H, HKV, GROUP, GP, D, DP, NSP, BN, FP32, SPLIT,
-                                     ROPE, C_OFF, S_OFF, CS_ST, CS_SC, KV_NEW, ROPE_K, X_OFF, X_ST, X_SC)
-    else:
-        _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
-                                 Q_OFF, Q_ST, Q_SH, Q_SC, K_OFF, K_S0, K_S1, K_S2, K_S3,
-                                 V_OFF, V_S0, V_S1, V_S2, V_S3, SL_OFF, SL_ST, PO_OFF, PO_ST,
-                                 O_OFF, O_ST, O_SH, O_SC, H, HKV, GROUP, GP, D, DP, NSP, BN, FP32, SPLIT,
-                                 ROPE, C_OFF, S_OFF, CS_ST, CS_SC, KV_NEW, ROPE_K, X_OFF, X_ST, X_SC)
-
-
-@triton.jit
-def _braze_attn_decode_split(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, t, kvh, sp,
-                             Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
-                             K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
-                             K_S2: tl.constexpr, K_S3: tl.constexpr,
-                             V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
-                             V_S2: tl.constexpr, V_S3: tl.constexpr,
-                             SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
-                             O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
-                             H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
-                             D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
-                             FP32: tl.constexpr, SPLIT: tl.constexpr,
-                             ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
-                             CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
-                             X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
-    """Split sp of token t's context for kv head kvh (the module docstring's decode path)."""
-    slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-    n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-    rows = n  # the cache rows the NS splits read
-    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
-        rows = n - 1
-    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
-        per = SPLIT
-    else:
-        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
-    used = tl.cdiv(rows, per)  # splits that hold cache rows
-    lo = sp * per
-    hi = tl.minimum(lo + per, rows)
-    g = tl.arange(0, GP)
-    gmask = g < GROUP
-    heads = kvh * GROUP + g
-    d = tl.arange(0, DP)
-    dmask = d < D
-    # a split past the context (the grid is sized for the longest one) has no partials: it only
-    # arrives at the counter, and the combine reads live splits only
-    busy = lo < rows
-    if KV_NEW:
-        busy = busy | (sp == NS)
-    if busy:
-        qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-        q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
-                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
-        m_i = tl.full([GP], -1.0e30, tl.float32)
-        l_i = tl.zeros([GP], tl.float32)
-        acc = tl.zeros([GP, DP], tl.float32)
-        kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
-        vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
+            per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
+        used = tl.cdiv(rows, per)  # splits that hold cache rows
+        lo = sp * per
+        hi = tl.minimum(lo + per, rows)
+        g = tl.arange(0, GP)
+        gmask = g < GROUP
+        heads = kvh * GROUP + g
+        d = tl.arange(0, DP)
+        dmask = d < D
+        # a split past the context (the grid is sized for the longest one) has no partials: it only
+        # arrives at the counter, and the combine reads live splits only
+        busy = lo < rows
         if KV_NEW:
-            if sp == NS:
-                acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
-                                                    kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
-                                                    COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
-                                                    C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
+            busy = busy | (sp == NS)
+        if busy:
+            qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+            q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+                              COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
+            m_i = tl.full([GP], -1.0e30, tl.float32)
+            l_i = tl.zeros([GP], tl.float32)
+            acc = tl.zeros([GP, DP], tl.float32)
+            kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
+            vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
+            if KV_NEW:
+                if sp == NS:
+                    acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
+                                                        kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
+                                                        COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
+                                                        C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
+                else:
+                    acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
+                                                     qk_scale, D, DP, BN, FP32)
             else:
                 acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
                                                  qk_scale, D, DP, BN, FP32)
-        else:
-            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
-                                             qk_scale, D, DP, BN, FP32)
-        nonempty = l_i > 0.0
-        lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
-        out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-        row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
-        tl.store(PL + row, lse, mask=gmask)
-        tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
-    # every thread's partials are written before the release; the last arrival combines
-    tl.debug_barrier()
-    counter = CNT + t * HKV + kvh
-    arrived = tl.atomic_add(counter, 1, sem="acq_rel")
-    if arrived == NS - 1 + KV_NEW:
-        tl.atomic_xchg(counter, 0)
-        # splits past the context are empty: only the first `used` hold partials (and the new row's
-        # program one after them). All their loads are issued at once (static unroll, masked), so
-        # the combine costs about one load latency.
-        used = used + KV_NEW
-        s_idx = tl.arange(0, NSP)
-        srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
-        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
-                          cache_modifier=".cg")
-        w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
-        w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
-        total = tl.zeros([GP, DP], tl.float32)
-        for s in tl.static_range(NSP):
-            w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
-            live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
-            o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
-                          cache_modifier=".cg")
-            total += o_s * w_s[:, None]
-        result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
-        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
-                 result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
+            nonempty = l_i > 0.0
+            lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+            out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+            row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
+            tl.store(PL + row, lse, mask=gmask)
+            tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
+        # every thread's partials are written before the release; the last arrival combines
+        tl.debug_barrier()
+        counter = CNT + t * HKV + kvh
+        arrived = tl.atomic_add(counter, 1, sem="acq_rel")
+        if arrived == NS - 1 + KV_NEW:
+            tl.atomic_xchg(counter, 0)
+            # splits past the context are empty: only the first `used` hold partials (and the new row's
+            # program one after them). All their loads are issued at once (static unroll, masked), so
+            # the combine costs about one load latency.
+            used = used + KV_NEW
+            s_idx = tl.arange(0, NSP)
+            srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
+            lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
+                              cache_modifier=".cg")
+            w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
+            w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
+            total = tl.zeros([GP, DP], tl.float32)
+            for s in tl.static_range(NSP):
+                w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
+                live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
+                o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
+                              cache_modifier=".cg")
+                total += o_s * w_s[:, None]
+            result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
+            tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
+                     result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
 
 
