@@ -25,8 +25,9 @@ from braze.passes.memory import ELEMENT_BYTES
 TAG = "prefetch"
 MAX_RANGES = 4  # the Triton decode attention takes this many (pointer, first, count) triples
 # Bytes pulled in per attention. TinyLlama's O projection is 8.4 MB and its gate|up 46 MB; an
-# H100's L2 holds 50 MB. BRAZE_PREFETCH_MB overrides it (0: no tags).
-DEFAULT_BUDGET_MB = 16.0
+# H100's L2 holds 50 MB. BRAZE_PREFETCH_MB overrides it (0: no tags). Off until measured on a GPU
+# (bench/gpu_sweep.sh prefetch).
+DEFAULT_BUDGET_MB = 0.0
 
 
 def default_budget() -> int:
