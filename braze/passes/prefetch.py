@@ -10,9 +10,12 @@ gate|up) can be copied into L2 during that time, so those GEMVs find them there.
 The pass only tags: an attention gets attr `prefetch` = ((weight buffer, first element, element
 count), ...), the weights of the kernels after it (up to the next attention) in the order they read
 them, `budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics: the
-interpreter and the C++ backend ignore it; the Triton decode attention launches one or more extra
-programs that issue bulk L2 prefetches (cp.async.bulk.prefetch, Hopper and newer) for those bytes.
-A prefetch is a hint: a line evicted before its reader comes is read from HBM as before.
+interpreter, the C++ backend, the paged attention and every prefill step ignore it; the Triton
+decode attention (over a slot cache, T <= DECODE_MAX_T) launches extra programs that issue bulk L2
+prefetches (cp.async.bulk.prefetch, Hopper and newer) for those bytes. A prefetch is a hint: a
+line evicted before its reader comes is read from HBM as before.
+
+Off by default (DEFAULT_BUDGET_MB = 0) until measured on a GPU: bench/NOTES.md says what to run.
 """
 from __future__ import annotations
 

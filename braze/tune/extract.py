@@ -8,11 +8,13 @@ from dataclasses import dataclass, field, replace
 
 from braze.ir.kernel import Buffer, Kernel, Program, View
 from braze.ir.kernel_print import print_kernel
+from braze.passes.prefetch import TAG as PREFETCH_TAG
 
 
 def _renamed(k: Kernel, program: Program) -> tuple[Kernel, list[Buffer]]:
     """The kernel with its buffers renamed b0, b1, ... in order of use (temps as inputs: a stand-
-    alone program has no arena), its name and sources dropped, and its knobs removed."""
+    alone program has no arena), its name and sources dropped, and its knobs and L2 prefetch tag
+    removed (the tag names its neighbours' weights: a hint about the step, not this kernel's code)."""
     names: dict[str, str] = {}
     buffers: list[Buffer] = []
 
@@ -25,7 +27,7 @@ def _renamed(k: Kernel, program: Program) -> tuple[Kernel, list[Buffer]]:
         return replace(v, buffer=names[v.buffer])
     operands = tuple(rename(v) for v in k.operands)
     output = rename(k.output)
-    attrs = tuple((key, value) for key, value in k.attrs if key != "knobs")
+    attrs = tuple((key, value) for key, value in k.attrs if key not in ("knobs", PREFETCH_TAG))
     return replace(k, name="k", operands=operands, output=output, attrs=attrs, sources=()), buffers
 
 
