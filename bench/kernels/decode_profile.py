@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,6 @@ def main(argv=None) -> dict:
                     help="bytes of the next weights each attention pulls into L2 (braze/passes/prefetch.py; 0: none)")
     args = ap.parse_args(argv)
     if args.prefetch_mb is not None:
-        import os
         os.environ["BRAZE_PREFETCH_MB"] = str(args.prefetch_mb)
     from braze.passes.prefetch import default_budget
     import braze.codegen.triton.module as triton_module

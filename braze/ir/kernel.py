@@ -39,7 +39,7 @@ where the first is non-zero, else its third.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -119,6 +119,17 @@ class Kernel:
 
     def attr(self, name: str, default: Any = None) -> Any:
         return dict(self.attrs).get(name, default)
+
+
+def without_attrs(program: Program, names) -> Program:
+    """The program with attrs `names` dropped from every kernel (tags that a backend may ignore)."""
+    names = frozenset(names)
+
+    def strip(k: Kernel) -> Kernel:
+        if not any(key in names for key, _ in k.attrs):
+            return k
+        return replace(k, attrs=tuple(kv for kv in k.attrs if kv[0] not in names))
+    return replace(program, kernels=tuple(strip(k) for k in program.kernels))
 
 
 def fused_rope(k: Kernel) -> tuple[tuple[View, ...], tuple[View, View] | None]:

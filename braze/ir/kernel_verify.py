@@ -38,7 +38,7 @@ def verify_program(program: Program) -> Program:
                 if e.op == "acc" and k.kind != "matmul":
                     raise GraphVerificationError(f"{where}: acc outside a matmul")
     _verify_decode_rows(program)
-    _verify_prefetch(program)
+    _verify_prefetch(program, names)
     for name, buf in program.outputs:
         if buf not in written:
             raise GraphVerificationError(f"output {name} (buffer {buf}) is never written")
@@ -63,15 +63,14 @@ def _verify_decode_rows(program: Program) -> None:
                                              f"tagged {back}={k.name}")
 
 
-def _verify_prefetch(program: Program) -> None:
+def _verify_prefetch(program: Program, names: dict) -> None:
     """An attention's `prefetch` ranges (braze/passes/prefetch.py) lie inside weight buffers."""
     for k in program.kernels:
         for name, first, count in k.attr("prefetch") or ():
-            buf = next((b for b in program.buffers if b.name == name), None)
+            buf = names.get(name)
             if buf is None or buf.kind != "weight":
                 raise GraphVerificationError(f"kernel {k.name}: prefetch names {name}, which is not a weight buffer")
             size = numel(buf.shape, dict(program.symbols))
             if first < 0 or count <= 0 or first + count > size:
                 raise GraphVerificationError(f"kernel {k.name}: prefetch of elements [{first}, {first + count}) "
                                              f"of {name}, which has {size}")
-

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from braze.ir.kernel import Kernel, Program, View, fused_rope
+from braze.ir.kernel import Kernel, Program, View, fused_rope, without_attrs
 
 TAGS = ("decode_rows_by", "decode_rows_of")
 
@@ -93,8 +93,4 @@ def write_decode_rows_in_attention(program: Program) -> Program:
 
 def without_decode_rows(program: Program) -> Program:
     """The program with every kv_store and attention running as written, on every step."""
-    def strip(k: Kernel) -> Kernel:
-        if not any(key in TAGS for key, _ in k.attrs):
-            return k
-        return replace(k, attrs=tuple(kv for kv in k.attrs if kv[0] not in TAGS))
-    return replace(program, kernels=tuple(strip(k) for k in program.kernels))
+    return without_attrs(program, TAGS)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from braze.ir.kernel import Kernel, Program, View
+from braze.ir.kernel import Program, View, without_attrs
 from braze.passes.memory import ELEMENT_BYTES
 
 TAG = "prefetch"
@@ -90,8 +90,4 @@ def prefetch_weights_in_attention(program: Program, budget: int | None = None) -
 
 def without_prefetch(program: Program) -> Program:
     """The program with no attention prefetching (to measure what the tags buy)."""
-    def strip(k: Kernel) -> Kernel:
-        if k.attr(TAG) is None:
-            return k
-        return replace(k, attrs=tuple(kv for kv in k.attrs if kv[0] != TAG))
-    return replace(program, kernels=tuple(strip(k) for k in program.kernels))
+    return without_attrs(program, (TAG,))

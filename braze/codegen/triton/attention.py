@@ -33,8 +33,6 @@ kernel, with splits of SPLIT rows (a compile-time constant) instead of a count f
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
@@ -479,7 +477,6 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
     pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
     prefetch, prefetch_constants, pf = prefetch_arguments(k, ctx, dec["num_warps"], stand_in=q)
-    no_prefetch = prefetch_arguments(k, replace(ctx, l2_prefetch=False), dec["num_warps"], stand_in=q)
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
@@ -502,6 +499,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
         split = invariant_split_rows(c_bound, dec["block_n"])
         ns = _cdiv(c_bound, split)
+        no_prefetch = prefetch_arguments(k, ctx, dec["num_warps"], stand_in=q, enabled=False)
         launch = (
             f"    T = {ctx.dim(tdim)}\n"
             f"    C = {ctx.dim(cdim)}\n"

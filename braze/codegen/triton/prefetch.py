@@ -49,10 +49,11 @@ def _braze_prefetch_ranges(P0, P1, P2, P3, part, parts, LO0: tl.constexpr, HI0: 
 '''
 
 
-def prefetch_arguments(k: Kernel, ctx: EmitContext, num_warps: int, stand_in) -> tuple[str, str, int]:
+def prefetch_arguments(k: Kernel, ctx: EmitContext, num_warps: int, stand_in,
+                       enabled: bool = True) -> tuple[str, str, int]:
     """(the four pointer arguments, the constexprs, programs per kv head) of an attention's L2
-    prefetch; with no tag, or where the GPU has no bulk prefetch, zero programs."""
-    ranges = k.attr(TAG) or () if ctx.l2_prefetch else ()
+    prefetch; with no tag, where the GPU has no bulk prefetch, or not enabled, zero programs."""
+    ranges = (k.attr(TAG) or ()) if enabled and ctx.l2_prefetch else ()
     if len(ranges) > MAX_RANGES:
         raise CompilationError(f"kernel {k.name}: {len(ranges)} prefetch ranges, at most {MAX_RANGES}")
     pointers, constants = [], []
