@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from braze.errors import InvalidArgumentError
 from braze.ir.kernel import Program, View, without_attrs
 from braze.passes.memory import ELEMENT_BYTES
 
@@ -34,7 +35,14 @@ DEFAULT_BUDGET_MB = 0.0
 
 
 def default_budget() -> int:
-    return int(float(os.environ.get("BRAZE_PREFETCH_MB", DEFAULT_BUDGET_MB)) * 2**20)
+    text = os.environ.get("BRAZE_PREFETCH_MB", DEFAULT_BUDGET_MB)
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:  # also NaN
+        raise InvalidArgumentError(f"BRAZE_PREFETCH_MB={text!r} is not a size: give megabytes, e.g. 16, or 0 for none")
+    return int(mb * 2**20)
 
 
 def view_extent(v: View) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from braze.errors import GraphVerificationError
+from braze.errors import GraphVerificationError, InvalidArgumentError
 from braze.ir.kernel_verify import verify_program
 from braze.ir.parse import parse_graph
 from braze.passes.pipeline import lower
@@ -67,6 +67,13 @@ def test_the_default_pipeline_tags_decode_attention(monkeypatch):
     assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 70))
     monkeypatch.setenv("BRAZE_PREFETCH_MB", "0")
     assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") is None
+
+
+@pytest.mark.parametrize("value", ["16MB", "-1", "nan"])
+def test_a_bad_budget_in_the_environment_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("BRAZE_PREFETCH_MB", value)
+    with pytest.raises(InvalidArgumentError, match=f"BRAZE_PREFETCH_MB='{value}' is not a size"):
+        lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))
 
 
 @pytest.mark.parametrize("ranges, message", [
