@@ -15,13 +15,15 @@ for step in $steps; do
     sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
     attention)
              timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
-    prefetch)  # decode step with each attention pulling 0 / 8 / 16 / 24 / 32 MB of the next weights into L2
-             for mb in ${PREFETCH_MBS:-0 8 16 24 32 0 16}; do
-               timeout 120 python3 bench/kernels/decode_profile.py --prefetch-mb "$mb" --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+    prefetch)  # decode step with each attention pulling 0 / 8 / 16 / 24 / 32 MB of the next weights into L2;
+               # PREFETCH_QUANTS="bf16 int4-rtn-g128": the same for quantized weights
+             for q in ${PREFETCH_QUANTS:-bf16}; do for mb in ${PREFETCH_MBS:-0 8 16 24 32 0 16}; do
+               quant=""; [ "$q" = bf16 ] || quant="--quant $q"
+               timeout 120 python3 bench/kernels/decode_profile.py --prefetch-mb "$mb" $quant --out /tmp/dp.json > /tmp/dp.log 2>&1 \
                  && python3 -c "import json; print(json.dumps(json.load(open('/tmp/dp.json'))))" >> "$OUT/prefetch-sweep.jsonl" \
                  || tail -20 /tmp/dp.log
-               grep -E '"prefetch_mb"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' '
-             done ;;
+               grep -E '"quant"|"prefetch_mb"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' '
+             done; done ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
                --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} \

@@ -2,6 +2,7 @@
 one CUDA-graph decode step timed, then every kernel of one eager step timed with torch.profiler.
 
     PYTHONPATH=. python3 bench/kernels/decode_profile.py [--layers 22] [--context 256] [--prefetch-mb 16]
+        [--quant int4-rtn-g128]
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from braze.models.config import ModelConfig  # noqa: E402
 from braze.models.config import expected_weight_shapes  # noqa: E402
 from braze.models.llama import build_llama  # noqa: E402
 from braze.passes.decode_rows import without_decode_rows  # noqa: E402
+from braze.passes.memory import ELEMENT_BYTES  # noqa: E402
 from braze.passes.pipeline import lower  # noqa: E402
+from braze.quant import parse_method  # noqa: E402
 from braze.runtime.engine import Engine  # noqa: E402
 from braze.runtime.executable import Executable  # noqa: E402
 
@@ -53,6 +56,13 @@ def compiled_resources(module) -> list[tuple[str, int, int]]:
     return rows
 
 
+def numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=22)
@@ -64,6 +74,7 @@ def main(argv=None) -> dict:
                     help="a kv_store kernel per layer writes the new rows (no braze/passes/decode_rows.py)")
     ap.add_argument("--prefetch-mb", type=float, default=None,
                     help="bytes of the next weights each attention pulls into L2 (braze/passes/prefetch.py; 0: none)")
+    ap.add_argument("--quant", default=None, help="a braze quantization method (int8, int4-rtn-g128, fp8, ...)")
     args = ap.parse_args(argv)
     if args.prefetch_mb is not None:
         os.environ["BRAZE_PREFETCH_MB"] = str(args.prefetch_mb)
@@ -74,7 +85,8 @@ def main(argv=None) -> dict:
     weights = random_weights(config)
     weight_bytes = sum(w.numel() * w.element_size() for w in weights.values())
     t0 = time.perf_counter()
-    program = lower(build_llama(config, weights, "bfloat16", max_seqs=2, context=2048, max_tokens=512, device="cuda"))
+    program = lower(build_llama(config, weights, "bfloat16", max_seqs=2, context=2048, max_tokens=512, device="cuda"),
+                    quant=parse_method(args.quant) if args.quant else None)
     if args.no_decode_rows:
         program = without_decode_rows(program)
     exe = Executable(program, backend="triton", device="cuda")
@@ -99,7 +111,11 @@ def main(argv=None) -> dict:
     bandwidth = measure_copy_bandwidth("cuda")
     embed_row = config.hidden_size * 2
     tied = config.tie_word_embeddings
-    step_bytes = weight_bytes - (0 if tied else weights["model.embed_tokens.weight"].numel() * 2) + embed_row \
+    # the weights the program reads (quantized ones as packed), less the embedding and RoPE tables
+    # (a step reads one row of each)
+    program_weight_bytes = sum(numel(b.shape) * ELEMENT_BYTES[b.dtype] for b in program.buffers
+                               if b.kind == "weight" and not b.name.startswith("rope."))
+    step_bytes = program_weight_bytes - (0 if tied else weights["model.embed_tokens.weight"].numel() * 2) + embed_row \
         + 2 * config.num_layers * config.num_kv_heads * config.head_dim * ctx * 2
     # per-kernel times of one eager decode step
     from torch.profiler import ProfilerActivity, profile
@@ -110,7 +126,7 @@ def main(argv=None) -> dict:
     for e in prof.key_averages():
         if e.device_type.name == "CUDA" or getattr(e, "device_time_total", 0):
             kernels[e.key] = (getattr(e, "device_time_total", 0.0), e.count)
-    result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl,
+    result = {"layers": config.num_layers, "context": ctx, "pdl": not args.no_pdl, "quant": args.quant,
               "decode_rows_in_attention": not args.no_decode_rows, "prefetch_mb": default_budget() / 2**20,
               "compile_s": compile_s,
               "weight_bytes": weight_bytes, "step_bytes": step_bytes, "copy_TBps": bandwidth / 1e12,
