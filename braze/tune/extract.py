@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from braze.ir.kernel import Buffer, Kernel, Program, View
 from braze.ir.kernel_print import print_kernel
+from braze.passes.decode_rows import TAGS as DECODE_ROWS_TAGS
 from braze.passes.prefetch import TAG as PREFETCH_TAG
 
 
@@ -67,6 +68,10 @@ class Task:
 def make_task(k: Kernel, program: Program, bucket: int, symbols: dict[str, int], target: str,
               device: str) -> Task:
     renamed, buffers = _renamed(k, program)
+    # A decode-rows tag names the kernel's partner (braze/passes/decode_rows.py), which a stand-alone
+    # program lacks: the kernel is measured as the pair's launchers run it with PDL, untagged. The
+    # structure key keeps the tag, so the same pair is found again in the database.
+    renamed = replace(renamed, attrs=tuple(kv for kv in renamed.attrs if kv[0] not in DECODE_ROWS_TAGS))
     return Task(structure_key(k, program), bucket, target, device, renamed, tuple(buffers),
                 tuple(sorted((s, int(v)) for s, v in program.symbols.items())),
                 tuple(sorted(symbols.items())), label=f"{k.name} bucket {bucket}")

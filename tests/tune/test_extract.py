@@ -1,8 +1,10 @@
 """A kernel as a unit of tuning (braze/tune/extract.py): an attention's L2 prefetch tag, which names
-the next kernels' weights, is no part of its structure key or its stand-alone program."""
+the next kernels' weights, is no part of its structure key or its stand-alone program; a decode-rows
+tag, which names the kernel's partner, is part of the key but not of the stand-alone program."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,3 +35,18 @@ def test_a_prefetching_attention_tunes_as_the_same_kernel_on_its_own():
     assert task.kernel.attr("prefetch") is None
     # the stand-alone program emits, prefetching GPU or not: it names no buffer it lacks
     assert "PF=0," in emit_attention(task.kernel, EmitContext(task.program(), pdl=True, l2_prefetch=True)).launch
+
+
+def test_a_decode_rows_pair_tunes_on_its_own_without_its_partner():
+    program = without_prefetch(lower(parse_graph(LAYER, WEIGHTS, {"T": 4})))
+    store, attention = program.kernels[:2]
+    assert attention.attr("decode_rows_of") == store.name
+    untagged = replace(attention, attrs=tuple(kv for kv in attention.attrs if kv[0] != "decode_rows_of"))
+    assert structure_key(attention, program) != structure_key(untagged, program)
+    for k in (store, attention):
+        task = make_task(k, program, 1, {"T": 1}, "triton", "cpu")
+        assert task.kernel.attr("decode_rows_of") is None and task.kernel.attr("decode_rows_by") is None
+        assert task.key == structure_key(k, program)
+    # without PDL the emitter honours the tags; the stand-alone attention has no kv_store to look up
+    task = make_task(attention, program, 1, {"T": 1}, "triton", "cpu")
+    assert "KV_NEW=0" in emit_attention(task.kernel, EmitContext(task.program(), pdl=False)).launch
