@@ -8,8 +8,9 @@ HBM sits almost idle. Weights the next kernels will read (the O projection, then
 gate|up) can be copied into L2 during that time, so those GEMVs find them there.
 
 The pass only tags: an attention gets attr `prefetch` = ((weight buffer, first element, element
-count), ...), the weights of the kernels after it (up to the next attention) in the order they read
-them, `budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics: the
+count), ...), the weights of the kernels after it (up to the next attention) in the order they run,
+each kernel's largest weight operand only (a matmul's weight, not its norm vector or scales),
+`budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics: the
 interpreter, the C++ backend, the paged attention and every prefill step ignore it; the Triton
 decode attention (over a slot cache, T <= DECODE_MAX_T) launches extra programs that issue bulk L2
 prefetches (cp.async.bulk.prefetch, Hopper and newer) for those bytes. A prefetch is a hint: a
@@ -57,28 +58,42 @@ def view_extent(v: View) -> tuple[int, int]:
     return v.offset, last - v.offset + 1
 
 
+def _bulk_weight(program: Program, k) -> tuple[View, int] | None:
+    """The weight operand of k with the most bytes, and its element size: a matmul's weight (packed,
+    for a quantized one), not a fused norm's vector or a quantized weight's scales and mins (a few
+    percent of its bytes, which would take ranges the next kernels' weights need)."""
+    best = None
+    for v in k.operands:
+        buf = program.buffer(v.buffer)
+        if buf.kind != "weight":
+            continue
+        size = ELEMENT_BYTES[buf.dtype]
+        if best is None or view_extent(v)[1] * size > view_extent(best[0])[1] * best[1]:
+            best = (v, size)
+    return best
+
+
 def _weight_ranges(program: Program, kernels, budget: int) -> tuple[tuple[str, int, int], ...]:
-    """The (buffer, first, count) spans of weights the kernels read, in order, cut at budget bytes
+    """The (buffer, first, count) spans of the kernels' bulk weights, in order, cut at budget bytes
     and MAX_RANGES ranges; a span that continues the one before it joins it."""
     ranges: list[list] = []
     left = budget
     for k in kernels:
-        for v in k.operands:
-            buf = program.buffer(v.buffer)
-            if buf.kind != "weight" or left <= 0:
-                continue
-            first, count = view_extent(v)
-            size = ELEMENT_BYTES[buf.dtype]
-            count = min(count, left // size)
-            if count <= 0:
-                continue
-            if ranges and ranges[-1][0] == v.buffer and ranges[-1][1] + ranges[-1][2] == first:
-                ranges[-1][2] += count
-            elif len(ranges) < MAX_RANGES:
-                ranges.append([v.buffer, first, count])
-            else:
-                return tuple(map(tuple, ranges))
-            left -= count * size
+        bulk = _bulk_weight(program, k)
+        if bulk is None or left <= 0:
+            continue
+        v, size = bulk
+        first, count = view_extent(v)
+        count = min(count, left // size)
+        if count <= 0:
+            continue
+        if ranges and ranges[-1][0] == v.buffer and ranges[-1][1] + ranges[-1][2] == first:
+            ranges[-1][2] += count
+        elif len(ranges) < MAX_RANGES:
+            ranges.append([v.buffer, first, count])
+        else:
+            break
+        left -= count * size
     return tuple(map(tuple, ranges))
 
 

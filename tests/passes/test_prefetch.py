@@ -1,6 +1,6 @@
 """prefetch_weights_in_attention: an attention is tagged with the weights the kernels after it read
-(up to the next attention), in their order, cut at the byte budget; the verifier keeps the ranges
-inside weight buffers."""
+(up to the next attention; each kernel's largest), in their order, cut at the byte budget; the
+verifier keeps the ranges inside weight buffers."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,6 +14,7 @@ from braze.ir.parse import parse_graph
 from braze.passes.pipeline import lower
 from braze.ir.kernel import View
 from braze.passes.prefetch import prefetch_weights_in_attention, view_extent, without_prefetch
+from braze.quant import parse_method
 from kv_layer_text import kv_layer_text  # (tests/support)
 
 # one layer's attention, then an O projection [12, 16] and an up projection [20, 12], float32
@@ -38,6 +39,26 @@ def test_the_attention_names_the_weights_read_after_it_in_order():
     header = next(line for line in str(tagged).split("\n") if line.startswith("kernel k1_attention"))
     assert "decode_rows_of=k0_kv_store prefetch=(('wo', 0, 192), ('wu', 0, 240)) -> t0[T, 16; 16, 1]" in header
     assert [k.attr("prefetch") for k in tagged.kernels if k.kind != "attention"] == [None] * 3
+
+
+# the up projection reads an RMSNorm of the O projection's output: its matmul has a norm prologue
+NORMED_LAYER = LAYER.replace("""%7 = linear(%6, %wo) : f32[T, 12]
+    %8 = linear(%7, %wu) : f32[T, 20]""", """%g = weight() {name="g"} : f32[12]
+    %7 = linear(%6, %wo) : f32[T, 12]
+    %n = rms_norm(%7, %g) {eps=1e-05} : f32[T, 12]
+    %8 = linear(%n, %wu) : f32[T, 20]""")
+
+
+@pytest.mark.parametrize("quant, expected", [
+    (None, (("wo", 0, 192), ("wu", 0, 240))),                       # not the norm's vector g
+    ("int4-rtn-g32", (("wo.qweight", 0, 96), ("wu.qweight", 0, 120))),  # not the scales and mins
+])
+def test_each_kernel_contributes_its_largest_weight(quant, expected):
+    program = lower(parse_graph(NORMED_LAYER, {**WEIGHTS, "g": torch.ones(12)}, {"T": 4}),
+                    quant=parse_method(quant) if quant else None)
+    up = program.kernels[-1]
+    assert "g" in [v.buffer for v in up.operands] and len(up.operands) == (3 if quant is None else 5)
+    assert _attention(prefetch_weights_in_attention(without_prefetch(program), budget=1 << 20)).attr("prefetch") == expected
 
 
 def test_the_budget_cuts_the_last_range():
