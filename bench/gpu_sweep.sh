@@ -15,7 +15,7 @@ for step in $steps; do
     sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
     attention)
              timeout 200 python3 bench/kernels/attention_bench.py 2>&1 | tee "$OUT/attention-bench.log" | tail -30 ;;
-    prefetch)  # decode step with each attention pulling 0 / 8 / 16 / 24 / 32 MB of the next weights into L2;
+    prefetch)  # decode step with 0 / 8 / 16 / 24 / 32 MB of weights pulled into L2 during each attention;
                # PREFETCH_QUANTS="bf16 int4-rtn-g128": the same for quantized weights
              for q in ${PREFETCH_QUANTS:-bf16}; do for mb in ${PREFETCH_MBS:-0 8 16 24 32 0 16}; do
                quant=""; [ "$q" = bf16 ] || quant="--quant $q"

@@ -73,7 +73,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-decode-rows", action="store_true",
                     help="a kv_store kernel per layer writes the new rows (no braze/passes/decode_rows.py)")
     ap.add_argument("--prefetch-mb", type=float, default=None,
-                    help="bytes of the next weights each attention pulls into L2 (braze/passes/prefetch.py; 0: none)")
+                    help="MB of weights the matmul after each attention pulls into L2 while the attention "
+                         "runs (braze/passes/prefetch.py; 0: none)")
     ap.add_argument("--quant", default=None, help="a braze quantization method (int8, int4-rtn-g128, fp8, ...)")
     args = ap.parse_args(argv)
     if args.prefetch_mb is not None:

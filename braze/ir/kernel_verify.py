@@ -64,7 +64,7 @@ def _verify_decode_rows(program: Program) -> None:
 
 
 def _verify_prefetch(program: Program, names: dict) -> None:
-    """An attention's `prefetch` ranges (braze/passes/prefetch.py) lie inside weight buffers."""
+    """A kernel's `prefetch` ranges (braze/passes/prefetch.py) lie inside weight buffers."""
     for k in program.kernels:
         for name, first, count in k.attr("prefetch") or ():
             buf = names.get(name)

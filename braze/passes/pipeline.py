@@ -25,7 +25,7 @@ from braze.passes.fuse import fuse_into_kernels
 from braze.passes.horizontal import group_independent_kernels
 from braze.passes.layout import choose_layouts
 from braze.passes.memory import plan_memory
-from braze.passes.prefetch import prefetch_weights_in_attention
+from braze.passes.prefetch import prefetch_weights_during_attention
 from braze.passes.quantize import quantize_linears
 from braze.passes.simplify import simplify
 
@@ -44,7 +44,7 @@ GRAPH_PASSES = [
 KERNEL_PASSES = [
     group_independent_kernels,       # independent pointwise kernels side by side share one launch
     write_decode_rows_in_attention,  # on decode steps the attention writes the new k|v rows itself
-    prefetch_weights_in_attention,   # while the attention runs, the next weights are pulled into L2
+    prefetch_weights_during_attention,  # the next weights pulled into L2 while the attention runs
     plan_memory,                     # liveness-based offsets of intermediates in one arena
 ]
 

@@ -7,16 +7,19 @@ K/V, partials, the arrival counter, the combine), so for its 5 us or so (TinyLla
 HBM sits almost idle. Weights the next kernels will read (the O projection, then the start of
 gate|up) can be copied into L2 during that time, so those GEMVs find them there.
 
-The pass only tags: an attention gets attr `prefetch` = ((weight buffer, first element, element
-count), ...), the weights of the kernels after it (up to the next attention) in the order they run,
-each kernel's largest weight operand only (a matmul's weight, not its norm vector or scales),
-`budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics: the
-interpreter, the C++ backend, the paged attention and every prefill step ignore it; the Triton
-decode attention (over a slot cache, T <= DECODE_MAX_T) launches extra programs that issue bulk L2
-prefetches (cp.async.bulk.prefetch, Hopper and newer) for those bytes. A prefetch is a hint: a
-line evicted before its reader comes is read from HBM as before.
+The pass only tags: the matmul right after an attention gets attr `prefetch` = ((weight buffer,
+first element, element count), ...), the weights of the kernels from it up to the next attention in
+the order they run, each kernel's largest weight operand only (a matmul's weight, not its norm
+vector or scales), `budget` bytes in all, at most MAX_RANGES ranges. The tag changes no semantics:
+the interpreter and the C++ backend ignore it; the Triton GEMV of a tagged matmul, where kernels
+launch with programmatic dependent launch on a Hopper or newer GPU, issues bulk L2 prefetches
+(cp.async.bulk.prefetch) for those bytes before its griddepcontrol.wait, i.e. while the attention
+still runs (braze/codegen/triton/prefetch.py). A prefetch is a hint: a line evicted before its
+reader comes is read from HBM as before.
 
 Off by default (DEFAULT_BUDGET_MB = 0) until measured on a GPU: bench/NOTES.md says what to run.
+The first form, extra programs of the attention itself issuing the prefetches, measured slower
+(the attention does not finish before its prefetches land) and was removed.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from braze.ir.kernel import Program, View, without_attrs
 from braze.passes.memory import ELEMENT_BYTES
 
 TAG = "prefetch"
-MAX_RANGES = 4  # the Triton decode attention takes this many (pointer, first, count) triples
+MAX_RANGES = 4  # the Triton GEMV takes this many (pointer, first, count) triples
 # Bytes pulled in per attention. TinyLlama's O projection is 8.4 MB and its gate|up 46 MB; an
 # H100's L2 holds 50 MB. BRAZE_PREFETCH_MB overrides it (0: no tags). Off until measured on a GPU
 # (bench/gpu_sweep.sh prefetch).
@@ -97,7 +100,7 @@ def _weight_ranges(program: Program, kernels, budget: int) -> tuple[tuple[str, i
     return tuple(map(tuple, ranges))
 
 
-def prefetch_weights_in_attention(program: Program, budget: int | None = None) -> Program:
+def prefetch_weights_during_attention(program: Program, budget: int | None = None) -> Program:
     budget = default_budget() if budget is None else budget
     if budget <= 0:
         return program
@@ -105,12 +108,14 @@ def prefetch_weights_in_attention(program: Program, budget: int | None = None) -
     starts = [i for i, k in enumerate(kernels) if k.kind == "attention"]
     for n, i in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(kernels)
+        if i + 1 >= end or kernels[i + 1].kind != "matmul" or kernels[i + 1].attr(TAG) is not None:
+            continue
         ranges = _weight_ranges(program, kernels[i + 1:end], budget)
-        if ranges and kernels[i].attr(TAG) is None:
-            kernels[i] = replace(kernels[i], attrs=kernels[i].attrs + ((TAG, ranges),))
+        if ranges:
+            kernels[i + 1] = replace(kernels[i + 1], attrs=kernels[i + 1].attrs + ((TAG, ranges),))
     return replace(program, kernels=tuple(kernels))
 
 
 def without_prefetch(program: Program) -> Program:
-    """The program with no attention prefetching (to measure what the tags buy)."""
+    """The program with no prefetching (to measure what the tags buy)."""
     return without_attrs(program, (TAG,))

@@ -1,6 +1,6 @@
-"""prefetch_weights_in_attention: an attention is tagged with the weights the kernels after it read
-(up to the next attention; each kernel's largest), in their order, cut at the byte budget; the
-verifier keeps the ranges inside weight buffers."""
+"""prefetch_weights_during_attention: the matmul right after an attention is tagged with the weights
+it and the kernels after it read (up to the next attention; each kernel's largest), in their order,
+cut at the byte budget; the verifier keeps the ranges inside weight buffers."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,7 +13,7 @@ from braze.ir.kernel_verify import verify_program
 from braze.ir.parse import parse_graph
 from braze.passes.pipeline import lower
 from braze.ir.kernel import View
-from braze.passes.prefetch import prefetch_weights_in_attention, view_extent, without_prefetch
+from braze.passes.prefetch import prefetch_weights_during_attention, view_extent, without_prefetch
 from braze.quant import parse_method
 from kv_layer_text import kv_layer_text  # (tests/support)
 
@@ -30,15 +30,15 @@ def _program():
     return without_prefetch(lower(parse_graph(LAYER, WEIGHTS, {"T": 4})))
 
 
-def _attention(program):
-    return next(k for k in program.kernels if k.kind == "attention")
+def _after_attention(program):
+    return program.kernels[[k.kind for k in program.kernels].index("attention") + 1]
 
 
-def test_the_attention_names_the_weights_read_after_it_in_order():
-    tagged = prefetch_weights_in_attention(_program(), budget=1 << 20)
-    header = next(line for line in str(tagged).split("\n") if line.startswith("kernel k1_attention"))
-    assert "decode_rows_of=k0_kv_store prefetch=(('wo', 0, 192), ('wu', 0, 240)) -> t0[T, 16; 16, 1]" in header
-    assert [k.attr("prefetch") for k in tagged.kernels if k.kind != "attention"] == [None] * 3
+def test_the_matmul_after_the_attention_names_the_weights_read_from_it_on_in_order():
+    tagged = prefetch_weights_during_attention(_program(), budget=1 << 20)
+    header = next(line for line in str(tagged).split("\n") if line.startswith("kernel k2_matmul"))
+    assert "weight=1 prefetch=(('wo', 0, 192), ('wu', 0, 240)) -> t1[T, 12; 12, 1]" in header
+    assert [k.attr("prefetch") is None for k in tagged.kernels] == [True, True, False, True]
 
 
 # the up projection reads an RMSNorm of the O projection's output: its matmul has a norm prologue
@@ -58,18 +58,18 @@ def test_each_kernel_contributes_its_largest_weight(quant, expected):
                     quant=parse_method(quant) if quant else None)
     up = program.kernels[-1]
     assert "g" in [v.buffer for v in up.operands] and len(up.operands) == (3 if quant is None else 5)
-    assert _attention(prefetch_weights_in_attention(without_prefetch(program), budget=1 << 20)).attr("prefetch") == expected
+    assert _after_attention(prefetch_weights_during_attention(without_prefetch(program), budget=1 << 20)).attr("prefetch") == expected
 
 
 def test_the_budget_cuts_the_last_range():
     # 768 bytes of wo, then 232 of the 1,000 left for wu: 58 float32 elements
-    assert _attention(prefetch_weights_in_attention(_program(), budget=1000)).attr("prefetch") == (
+    assert _after_attention(prefetch_weights_during_attention(_program(), budget=1000)).attr("prefetch") == (
         ("wo", 0, 192), ("wu", 0, 58))
-    assert _attention(prefetch_weights_in_attention(_program(), budget=400)).attr("prefetch") == (("wo", 0, 100),)
+    assert _after_attention(prefetch_weights_during_attention(_program(), budget=400)).attr("prefetch") == (("wo", 0, 100),)
 
 
 def test_no_budget_no_tag():
-    assert _attention(prefetch_weights_in_attention(_program(), budget=0)).attr("prefetch") is None
+    assert _after_attention(prefetch_weights_during_attention(_program(), budget=0)).attr("prefetch") is None
 
 
 def test_weights_after_the_next_attention_belong_to_it():
@@ -78,16 +78,15 @@ def test_weights_after_the_next_attention_belong_to_it():
     second = replace(attention, name="k9_attention", attrs=tuple(kv for kv in attention.attrs
                                                                if kv[0] != "decode_rows_of"))
     spliced = replace(program, kernels=(kv_store, attention, o_proj, second, up_proj))
-    tagged = prefetch_weights_in_attention(spliced, budget=1 << 20)
-    assert [k.attr("prefetch") for k in tagged.kernels if k.kind == "attention"] == [
-        (("wo", 0, 192),), (("wu", 0, 240),)]
+    tagged = prefetch_weights_during_attention(spliced, budget=1 << 20)
+    assert [k.attr("prefetch") for k in tagged.kernels] == [None, None, (("wo", 0, 192),), None, (("wu", 0, 240),)]
 
 
-def test_the_default_pipeline_tags_decode_attention(monkeypatch):
+def test_the_default_pipeline_tags_decode_after_attention(monkeypatch):
     monkeypatch.setenv("BRAZE_PREFETCH_MB", "0.001")  # 1,048 bytes: wo whole, 70 elements of wu
-    assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 70))
+    assert _after_attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 70))
     monkeypatch.setenv("BRAZE_PREFETCH_MB", "0")
-    assert _attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") is None
+    assert _after_attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") is None
 
 
 @pytest.mark.parametrize("value", ["16MB", "-1", "nan"])

@@ -36,8 +36,6 @@ from __future__ import annotations
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
-from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
-from braze.codegen.triton.prefetch import prefetch_arguments
 from braze.codegen.triton.module import DECODE_STEP, EmitContext, EmittedKernel, knob_config
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel, fused_rope
@@ -282,7 +280,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
 
 
 @triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale, PF0, PF1, PF2, PF3,
+def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale,
                        Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                        K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
                        K_S2: tl.constexpr, K_S3: tl.constexpr,
@@ -295,93 +293,85 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
                        FP32: tl.constexpr, SPLIT: tl.constexpr,
                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
-                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr,
-                       PF_LO0: tl.constexpr, PF_HI0: tl.constexpr, PF_LO1: tl.constexpr, PF_HI1: tl.constexpr,
-                       PF_LO2: tl.constexpr, PF_HI2: tl.constexpr, PF_LO3: tl.constexpr, PF_HI3: tl.constexpr,
-                       PF: tl.constexpr, PF_LANES: tl.constexpr, PF_CHUNK: tl.constexpr):
+                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
-    if sp >= NS + KV_NEW:  # an L2 prefetch program (braze/passes/prefetch.py; PF > 0): no split, no counter
-        if t == 0:
-            _braze_prefetch_ranges(PF0, PF1, PF2, PF3, kvh * PF + sp - NS - KV_NEW, HKV * PF, PF_LO0, PF_HI0,
-                                   PF_LO1, PF_HI1, PF_LO2, PF_HI2, PF_LO3, PF_HI3, PF_LANES, PF_CHUNK)
+    slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+    n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+    rows = n  # the cache rows the NS splits read
+    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
+        rows = n - 1
+    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
+        per = SPLIT
     else:
-        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-        rows = n  # the cache rows the NS splits read
-        if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
-            rows = n - 1
-        if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
-            per = SPLIT
-        else:
-            per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
-        used = tl.cdiv(rows, per)  # splits that hold cache rows
-        lo = sp * per
-        hi = tl.minimum(lo + per, rows)
-        g = tl.arange(0, GP)
-        gmask = g < GROUP
-        heads = kvh * GROUP + g
-        d = tl.arange(0, DP)
-        dmask = d < D
-        # a split past the context (the grid is sized for the longest one) has no partials: it only
-        # arrives at the counter, and the combine reads live splits only
-        busy = lo < rows
+        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
+    used = tl.cdiv(rows, per)  # splits that hold cache rows
+    lo = sp * per
+    hi = tl.minimum(lo + per, rows)
+    g = tl.arange(0, GP)
+    gmask = g < GROUP
+    heads = kvh * GROUP + g
+    d = tl.arange(0, DP)
+    dmask = d < D
+    # a split past the context (the grid is sized for the longest one) has no partials: it only
+    # arrives at the counter, and the combine reads live splits only
+    busy = lo < rows
+    if KV_NEW:
+        busy = busy | (sp == NS)
+    if busy:
+        qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+        q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
+        m_i = tl.full([GP], -1.0e30, tl.float32)
+        l_i = tl.zeros([GP], tl.float32)
+        acc = tl.zeros([GP, DP], tl.float32)
+        kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
+        vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
         if KV_NEW:
-            busy = busy | (sp == NS)
-        if busy:
-            qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-            q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
-                              COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
-            m_i = tl.full([GP], -1.0e30, tl.float32)
-            l_i = tl.zeros([GP], tl.float32)
-            acc = tl.zeros([GP, DP], tl.float32)
-            kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
-            vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
-            if KV_NEW:
-                if sp == NS:
-                    acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
-                                                        kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
-                                                        COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
-                                                        C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
-                else:
-                    acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
-                                                     qk_scale, D, DP, BN, FP32)
+            if sp == NS:
+                acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
+                                                    kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
+                                                    COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
+                                                    C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
             else:
                 acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
                                                  qk_scale, D, DP, BN, FP32)
-            nonempty = l_i > 0.0
-            lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
-            out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-            row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
-            tl.store(PL + row, lse, mask=gmask)
-            tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
-        # every thread's partials are written before the release; the last arrival combines
-        tl.debug_barrier()
-        counter = CNT + t * HKV + kvh
-        arrived = tl.atomic_add(counter, 1, sem="acq_rel")
-        if arrived == NS - 1 + KV_NEW:
-            tl.atomic_xchg(counter, 0)
-            # splits past the context are empty: only the first `used` hold partials (and the new row's
-            # program one after them). All their loads are issued at once (static unroll, masked), so
-            # the combine costs about one load latency.
-            used = used + KV_NEW
-            s_idx = tl.arange(0, NSP)
-            srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
-            lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
-                              cache_modifier=".cg")
-            w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
-            w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
-            total = tl.zeros([GP, DP], tl.float32)
-            for s in tl.static_range(NSP):
-                w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
-                live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
-                o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
-                              cache_modifier=".cg")
-                total += o_s * w_s[:, None]
-            result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
-            tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
-                     result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
+        else:
+            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
+                                             qk_scale, D, DP, BN, FP32)
+        nonempty = l_i > 0.0
+        lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+        out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+        row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
+        tl.store(PL + row, lse, mask=gmask)
+        tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
+    # every thread's partials are written before the release; the last arrival combines
+    tl.debug_barrier()
+    counter = CNT + t * HKV + kvh
+    arrived = tl.atomic_add(counter, 1, sem="acq_rel")
+    if arrived == NS - 1 + KV_NEW:
+        tl.atomic_xchg(counter, 0)
+        # splits past the context are empty: only the first `used` hold partials (and the new row's
+        # program one after them). All their loads are issued at once (static unroll, masked), so
+        # the combine costs about one load latency.
+        used = used + KV_NEW
+        s_idx = tl.arange(0, NSP)
+        srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
+        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
+                          cache_modifier=".cg")
+        w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
+        w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
+        total = tl.zeros([GP, DP], tl.float32)
+        for s in tl.static_range(NSP):
+            w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
+            live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
+            o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
+                          cache_modifier=".cg")
+            total += o_s * w_s[:, None]
+        result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
+        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
+                 result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
 
 
@@ -476,7 +466,6 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
     pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
-    prefetch, prefetch_constants, pf = prefetch_arguments(k, ctx, dec["num_warps"], stand_in=q)
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
@@ -487,9 +476,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), T * {hkv})))\n"
         f"        kv_new = {kv_new}\n"
         f"        po, pl, cnt = _braze_attn_scratch(device, {decode_rows}, {h}, {hkv}, {nsp}, {dp})\n"
-        f"        _braze_attn_decode[(T, {hkv}, ns + kv_new + {pf})]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, "
+        f"        _braze_attn_decode[(T, {hkv}, ns + kv_new)]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, "
         f"C, ns, "
-        f"{qk_scale!r}, {prefetch}, {common}, {new_rows_constants}, {prefetch_constants}, "
+        f"{qk_scale!r}, {common}, {new_rows_constants}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
         f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
         f"    else:\n"
@@ -499,7 +488,6 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
         split = invariant_split_rows(c_bound, dec["block_n"])
         ns = _cdiv(c_bound, split)
-        no_prefetch = prefetch_arguments(k, ctx, dec["num_warps"], stand_in=q, enabled=False)
         launch = (
             f"    T = {ctx.dim(tdim)}\n"
             f"    C = {ctx.dim(cdim)}\n"
@@ -507,9 +495,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"    kv_new = 0  # batch-invariant programs have no decode rows (batch_invariant.py)\n"
             f"    po, pl, cnt = _braze_attn_scratch({o}.device, {max(1, t_bound)}, {h}, {hkv}, {next_pow2(ns)}, {dp})\n"
             f"    _braze_attn_decode[(T, {hkv}, {ns})]({args}, po, pl, cnt, {o}, {tables}, {new_rows}, C, {ns}, "
-            f"{qk_scale!r}, {no_prefetch[0]}, {common}, {new_rows_constants}, {no_prefetch[1]}, "
+            f"{qk_scale!r}, {common}, {new_rows_constants}, "
             f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, "
             f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
             f"num_stages={dec['num_stages']}, SPLIT={split})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
-    return EmittedKernel(jit, launch, [ROPE_HELPER, PREFETCH_HELPER, HELPERS])
+    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS])

@@ -45,6 +45,9 @@ from braze.codegen.triton.matmul_config import (  # noqa: F401  (re-exported: te
     ELEM_BYTES, GEMV_MAX_M, M_BUCKETS, NUM_SMS, MatmulConfig, matmul_config)
 from braze.codegen.triton.matmul_library import WORKSPACE_HELPER, library_eligible, library_launch, library_sources
 from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
+from braze.codegen.triton.prefetch import PARAMETERS as PREFETCH_PARAMETERS
+from braze.codegen.triton.prefetch import prefetch_arguments, prefetch_call
 from braze.errors import CompilationError
 from braze.ir.kernel import Expr, Kernel
 
@@ -165,6 +168,8 @@ class _Gen:
         factored = factor_row_scale(self.prologue) if k.reductions else None
         independent = not any(_uses_rowred(body) for _, body in k.reductions)
         self.row_scale, self.rest = factored if factored and independent else (None, None)
+        # the GEMV's L2 prefetch before its wait (braze/passes/prefetch.py): launch keyword arguments
+        self.prefetch = prefetch_arguments(k, ctx)
 
     # -- pieces -------------------------------------------------------------------------------
     def rows_setup(self, rows_expr: str) -> list[str]:
@@ -314,9 +319,13 @@ class _Gen:
         head = [self.jit(),
                 f"def KERNEL({', '.join(self.args)}, out, ws, {self.sizes()}, BLOCK_M: tl.constexpr, "
                 "BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_CHUNK: tl.constexpr, SPLIT_K: tl.constexpr, "
-                "EVEN_K: tl.constexpr, ONE_PASS: tl.constexpr):",
+                "EVEN_K: tl.constexpr, ONE_PASS: tl.constexpr"
+                + (f", {PREFETCH_PARAMETERS}" if self.prefetch else "") + "):",
                 "    pid_n = tl.program_id(0)",
                 "    pid_k = tl.program_id(1)"]
+        if self.prefetch:  # every program its share, while the kernel before still runs
+            head.append(prefetch_call("    ", "pid_n * tl.num_programs(1) + pid_k",
+                                      "tl.num_programs(0) * tl.num_programs(1)"))
         body = ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
                 "    k_lo = pid_k * K_CHUNK"]
         body += self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
@@ -441,6 +450,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     if invariant:  # no branch on M: every step size runs this one launch
         c = configs[M_BUCKETS[0]]
         launch += [line[4:] for line in _gemm_launch(c, args)]
+    prefetch = f"{g.prefetch}, " if g.prefetch else ""
     for idx, mb in enumerate(() if invariant else M_BUCKETS):
         c = configs[mb]
         launch.append(cond(mb, idx == 0))
@@ -456,16 +466,18 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
                            f"            ws = _braze_workspace({out}.device, torch.float32, max(split * M * N, 1 << 16), 'split_k')",
                            f"            KERNEL[(triton.cdiv(N, {c.block_n}), split)]({args}, ws, M, N, K, "
                            f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
-                           f"SPLIT_K=split, EVEN_K=even_k, ONE_PASS=False, {tune})",
+                           f"SPLIT_K=split, EVEN_K=even_k, ONE_PASS=False, {prefetch}{tune})",
                            f"            KERNEL_splitk[(triton.cdiv(N, 64),)]({args}, ws, M, N, K, "
                            f"BLOCK_M={c.block_m if c.block_m > 1 else 1}, BLOCK_N=64, SPLIT_K=split, num_warps=4)",
                            "            return"]
             launch.append(f"        KERNEL[(triton.cdiv(N, {c.block_n}), 1)]({args}, {out}, M, N, K, "
                           f"BLOCK_M={c.block_m}, BLOCK_N={c.block_n}, BLOCK_K={c.block_k}, K_CHUNK=k_chunk, "
-                          f"SPLIT_K=1, EVEN_K=even_k, ONE_PASS={g.row_scale is not None}, {tune})")
+                          f"SPLIT_K=1, EVEN_K=even_k, ONE_PASS={g.row_scale is not None}, {prefetch}{tune})")
         elif c.variant == "library":
             launch += library_launch(g, operands, out)
         else:
             launch += _gemm_launch(c, args)
     helpers = [WORKSPACE_HELPER] if use_library or any(c.split_k > 1 for c in configs.values()) else []
+    if g.prefetch and not invariant:
+        helpers.append(PREFETCH_HELPER)
     return EmittedKernel(src, "\n".join(launch) + "\n", helpers)

@@ -35,9 +35,9 @@ from triton.language.extra import libdevice  # noqa: F401  (pow)
 # braze.codegen.triton.module.PDL = False turns it off.
 PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 
-# Attentions tagged by braze/passes/prefetch.py pull the next kernels' weights into L2 while they
-# run (cp.async.bulk.prefetch, Hopper and newer). BRAZE_L2_PREFETCH=0 or
-# braze.codegen.triton.module.L2_PREFETCH = False turns it off.
+# The matmul after a decode attention, tagged by braze/passes/prefetch.py, pulls weights into L2
+# before its griddepcontrol.wait, while the attention runs (cp.async.bulk.prefetch, Hopper and
+# newer, with PDL). BRAZE_L2_PREFETCH=0 or braze.codegen.triton.module.L2_PREFETCH = False turns it off.
 L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
 
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
@@ -57,7 +57,7 @@ class EmittedKernel:
 class EmitContext:
     program: Program
     pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
-    l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured)
+    l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured with PDL)
 
     def decode_rows(self, kernel: Kernel) -> bool:
         """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
@@ -164,18 +164,37 @@ def _hopper_or_newer() -> bool:
 
 
 WAIT_LINES = ["tl.extra.cuda.gdc_wait()", "tl.extra.cuda.gdc_launch_dependents()"]
+# A line of a launched function that puts WAIT_LINES there instead of at its top (work that needs no
+# data of the kernel before, such as an L2 prefetch, goes above it); without PDL it stays a comment.
+WAIT_MARKER = "# griddepcontrol.wait"
+
+
+def _has_wait_marker(lines: list[str], start: int) -> bool:
+    for line in lines[start + 1:]:
+        if line.startswith(("def ", "@")):
+            return False
+        if line.strip() == WAIT_MARKER:
+            return True
+    return False
 
 
 def _wait_for_previous_kernel(source: str, launched: set[str]) -> str:
     """Start every launched @triton.jit function of `source` with griddepcontrol.wait (the kernel
     before it has finished and its writes are visible) and launch_dependents (the next kernel's
-    programs may start as soon as this kernel's last ones have); device helpers are left alone."""
-    out, waiting_for_body = [], False
-    for line in source.split("\n"):
+    programs may start as soon as this kernel's last ones have), at its WAIT_MARKER if it has one;
+    device helpers are left alone."""
+    lines = source.split("\n")
+    out, waiting_for_body, in_launched = [], False, False
+    for i, line in enumerate(lines):
+        if in_launched and line.strip() == WAIT_MARKER:
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + w for w in WAIT_LINES]
+            continue
         out.append(line)
         match = re.match(r"def (\w+)\(", line)
-        if match and match.group(1) in launched:
-            waiting_for_body = True
+        if match:
+            in_launched = match.group(1) in launched
+            waiting_for_body = in_launched and not _has_wait_marker(lines, i)
         if waiting_for_body and line.rstrip().endswith(":"):
             out += ["    " + w for w in WAIT_LINES]
             waiting_for_body = False

@@ -1,20 +1,22 @@
-"""L2 prefetch programs for an attention tagged by braze/passes/prefetch.py.
+"""L2 prefetch by the matmul after a decode attention, tagged by braze/passes/prefetch.py.
 
-The decode attention's grid grows by PROGRAMS programs per kv head; those programs compute no
-split: the first token's issue `cp.async.bulk.prefetch.L2` (Hopper and newer) for their share of
-the tagged weight ranges, CHUNK bytes a lane, and exit. Nothing waits for a prefetch, so they cost
-the attention only the issue of a few instructions; the copy engine reads the bytes while the
-attention's own dependent loads leave HBM idle.
+With programmatic dependent launch the kernel after the attention (the O projection) has its
+programs resident while the attention runs, each waiting at griddepcontrol.wait. Before that wait
+every program issues `cp.async.bulk.prefetch.L2` (Hopper and newer) for its share of the tagged
+weight ranges, CHUNK bytes a lane: the copy engine moves them while the attention's dependent
+loads leave HBM idle, and no kernel waits for it (a CTA does not retire before its bulk prefetches
+land, so issuing them from the attention itself lengthened the attention by their transfer time:
+bench/NOTES.md).
 """
 from __future__ import annotations
 
-from braze.codegen.triton.module import EmitContext
+from braze.codegen.triton.module import WAIT_MARKER, EmitContext
 from braze.errors import CompilationError
 from braze.ir.kernel import Kernel
 from braze.passes.memory import ELEMENT_BYTES
 from braze.passes.prefetch import MAX_RANGES, TAG
 
-PROGRAMS = 2     # prefetch programs per kv head (x Hkv in all)
+LANES = 128      # bulk prefetches a program issues at once
 CHUNK = 16384    # bytes one lane's bulk prefetch covers
 ALIGN = 16       # cp.async.bulk.prefetch wants 16-byte aligned addresses and sizes
 
@@ -48,26 +50,37 @@ def _braze_prefetch_ranges(P0, P1, P2, P3, part, parts, LO0: tl.constexpr, HI0: 
     _braze_prefetch_l2(P3, LO3, HI3, part, parts, LANES, CHUNK)
 '''
 
+PARAMETERS = ", ".join([f"PF{i}" for i in range(MAX_RANGES)]
+                       + [f"PF_{e}{i}: tl.constexpr" for i in range(MAX_RANGES) for e in ("LO", "HI")])
 
-def prefetch_arguments(k: Kernel, ctx: EmitContext, num_warps: int, stand_in,
-                       enabled: bool = True) -> tuple[str, str, int]:
-    """(the four pointer arguments, the constexprs, programs per kv head) of an attention's L2
-    prefetch; with no tag, where the GPU has no bulk prefetch, or not enabled, zero programs."""
-    ranges = (k.attr(TAG) or ()) if enabled and ctx.l2_prefetch else ()
+
+def prefetch_call(indent: str, part: str, parts: str) -> str:
+    """The jit lines issuing program `part` of `parts`'s share, for a function with PARAMETERS, and
+    the marker that puts the function's griddepcontrol.wait after them."""
+    bounds = ", ".join(f"PF_LO{i}, PF_HI{i}" for i in range(MAX_RANGES))
+    pointers = ", ".join(f"PF{i}" for i in range(MAX_RANGES))
+    return (f"{indent}_braze_prefetch_ranges({pointers}, {part}, {parts}, {bounds}, {LANES}, {CHUNK})\n"
+            f"{indent}{WAIT_MARKER}")
+
+
+def prefetch_arguments(k: Kernel, ctx: EmitContext) -> str | None:
+    """The launch's keyword arguments for PARAMETERS: the tagged ranges as 16-byte-aligned byte
+    bounds (unused ones empty, on a stand-in pointer); None with no tag, or where the GPU has no
+    bulk prefetch or kernels launch without PDL (the prefetch would not overlap the attention)."""
+    ranges = k.attr(TAG) or ()
+    if not ranges or not (ctx.l2_prefetch and ctx.pdl):
+        return None
     if len(ranges) > MAX_RANGES:
         raise CompilationError(f"kernel {k.name}: {len(ranges)} prefetch ranges, at most {MAX_RANGES}")
-    pointers, constants = [], []
+    pointers, bounds = [], []
     for i in range(MAX_RANGES):
         if i < len(ranges):
             name, first, count = ranges[i]
             size = ELEMENT_BYTES[ctx.program.buffer(name).dtype]
             lo = -(-first * size // ALIGN) * ALIGN      # whole 16-byte units inside the range
             hi = max(lo, (first + count) * size // ALIGN * ALIGN)
-            pointers.append(ctx.buf(name))
         else:
-            lo = hi = 0
-            pointers.append(ctx.buf(stand_in.buffer))
-        constants.append(f"PF_LO{i}={lo}, PF_HI{i}={hi}")
-    programs = PROGRAMS if ranges else 0
-    constants.append(f"PF={programs}, PF_LANES={32 * num_warps}, PF_CHUNK={CHUNK}")
-    return ", ".join(pointers), ", ".join(constants), programs
+            name, lo, hi = ranges[0][0], 0, 0
+        pointers.append(f"PF{i}={ctx.buf(name)}")
+        bounds.append(f"PF_LO{i}={lo}, PF_HI{i}={hi}")
+    return ", ".join(pointers + bounds)
