@@ -50,10 +50,10 @@ NORMED_LAYER = LAYER.replace("""%7 = linear(%6, %wo) : f32[T, 12]
 
 
 @pytest.mark.parametrize("quant, expected", [
-    (None, (("wo", 0, 192), ("wu", 0, 240))),                       # not the norm's vector g
-    ("int4-rtn-g32", (("wo.qweight", 0, 96), ("wu.qweight", 0, 120))),  # not the scales and mins
+    (None, (("wo", 0, 192), ("wu", 0, 240))),  # not the norm's vector g
+    ("int4-rtn-g32", None),                    # packed int4: left out, and not for its float scales either
 ])
-def test_each_kernel_contributes_its_largest_weight(quant, expected):
+def test_each_kernel_contributes_its_largest_float_weight(quant, expected):
     program = lower(parse_graph(NORMED_LAYER, {**WEIGHTS, "g": torch.ones(12)}, {"T": 4}),
                     quant=parse_method(quant) if quant else None)
     up = program.kernels[-1]
@@ -87,6 +87,8 @@ def test_the_default_pipeline_tags_decode_after_attention(monkeypatch):
     assert _after_attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 70))
     monkeypatch.setenv("BRAZE_PREFETCH_MB", "0")
     assert _after_attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") is None
+    monkeypatch.delenv("BRAZE_PREFETCH_MB")  # the default, 16 MB: both weights whole
+    assert _after_attention(lower(parse_graph(LAYER, WEIGHTS, {"T": 4}))).attr("prefetch") == (("wo", 0, 192), ("wu", 0, 240))
 
 
 @pytest.mark.parametrize("value", ["16MB", "-1", "nan"])

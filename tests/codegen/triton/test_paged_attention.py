@@ -117,10 +117,11 @@ def test_decode_splits_are_combined():
 
 
 def test_prefill_tiles_straddle_sequences():
-    # 16-row query tiles over three packed sequences, 8-row key chunks over 5-row blocks
+    # 16-row query tiles over three packed sequences, 16-row key chunks over 5-row blocks (16: a
+    # compiled tl.dot needs every dim >= 16, so smaller chunks run only in the interpreter)
     slots = [0] * 20 + [2] * 13 + [1] * 4
     positions = list(range(10, 30)) + list(range(13)) + list(range(30, 34))
-    check(6, 2, 16, 5, slots, positions, "float32", paths=("prefill",), PREFILL_BM=16, PREFILL_BN=8)
+    check(6, 2, 16, 5, slots, positions, "float32", paths=("prefill",), PREFILL_BM=16, PREFILL_BN=16)
 
 
 # ---------------------------------------------------------------- GPU, realistic sizes
