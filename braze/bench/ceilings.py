@@ -31,10 +31,11 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-# The copy ceiling varied 2.70-2.93 TB/s between runs on one H100, the lowest from the first process
-# on a machine; one warm-up copy of 256 MiB is ~0.1 ms of work, short of what an idle GPU needs to
-# reach its clocks. So on CUDA the warm-up also runs for at least this long (whether that steadies
-# the ceiling is not yet measured: bench/kernels/copy_ceiling_check.py).
+# The copy ceiling varied 2.70-2.93 TB/s between runs on H100s, the lowest (2.70) in the first
+# process of one call, where the same machine gave 2.82-2.86 in the next three. One warm-up copy of
+# 256 MiB is ~0.1 ms of work, likely short of what an idle GPU needs to reach its clocks, so on CUDA
+# the warm-up also runs for at least this long (whether that steadies the ceiling is not yet
+# measured: bench/kernels/copy_ceiling_check.py).
 CUDA_WARM_SECONDS = 0.3
 
 
@@ -43,15 +44,13 @@ def _time(fn, dev: torch.device, warmup: int, repeats: int) -> float:
     CUDA_WARM_SECONDS of them)."""
     for _ in range(warmup):
         fn()
+    times = []
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         until = time.perf_counter() + CUDA_WARM_SECONDS
         while time.perf_counter() < until:
             fn()
             torch.cuda.synchronize(dev)
-    times = []
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
         for _ in range(repeats):
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)

@@ -11,16 +11,15 @@ The pass only tags: the matmul right after an attention gets attr `prefetch` = (
 first element, element count), ...), the weights of the kernels from it up to the next attention in
 the order they run, each kernel's largest weight operand only (a matmul's weight, not its norm
 vector or scales) and only where that is a float weight, `budget` bytes in all, at most MAX_RANGES
-ranges. The tag changes no semantics:
-the interpreter and the C++ backend ignore it; the Triton GEMV of a tagged matmul, where kernels
+ranges. The tag changes no semantics: the interpreter and the C++ backend ignore it; the Triton GEMV of a tagged matmul, where kernels
 launch with programmatic dependent launch on a Hopper or newer GPU, issues bulk L2 prefetches
 (cp.async.bulk.prefetch) for those bytes before its griddepcontrol.wait, i.e. while the attention
 still runs (braze/codegen/triton/prefetch.py). A prefetch is a hint: a line evicted before its
 reader comes is read from HBM as before.
 
 Measured on an H100 (bench/NOTES.md, bench/results/prefetch-h100.json): TinyLlama's bf16 decode
-step 1.051 -> 1.033 ms at 16 MB (medians of 4 runs), 1.033 at 24, 1.044 at 32; hence DEFAULT_BUDGET_MB = 16. Quantized
-weights are left out: int4-rtn-g128's step was 0.862 -> 0.869 ms at 16 MB (its GEMVs are bound by
+step 1.051 -> 1.033 ms at 16 MB (medians of 4 runs), 1.033 at 24, 1.044 at 32; hence
+DEFAULT_BUDGET_MB = 16 (as fast as 24, and less of L2 taken). Quantized weights are left out: int4-rtn-g128's step was 0.862 -> 0.869 ms at 16 MB (its GEMVs are bound by
 latency, not bandwidth, so bytes fetched early buy nothing and the prefetch traffic costs). The
 first form, extra programs of the attention itself issuing the prefetches, measured slower (the
 attention does not finish before its prefetches land) and was removed.
@@ -32,15 +31,15 @@ from dataclasses import replace
 
 from braze.errors import InvalidArgumentError
 from braze.ir.kernel import Program, View, without_attrs
+from braze.ir.ops import FLOAT_DTYPES
 from braze.passes.memory import ELEMENT_BYTES
 
 TAG = "prefetch"
 MAX_RANGES = 4  # the Triton GEMV takes this many (pointer, first, count) triples
 # Bytes pulled in per attention. TinyLlama's O projection is 8.4 MB and its gate|up 46 MB; an
-# H100's L2 holds 50 MB. 16 measured best on an H100 (bench/gpu_sweep.sh prefetch); BRAZE_PREFETCH_MB
-# overrides it (0: no tags).
+# H100's L2 holds 50 MB. 16 measured best on an H100, tied with 24 (bench/gpu_sweep.sh prefetch);
+# BRAZE_PREFETCH_MB overrides it (0: no tags).
 DEFAULT_BUDGET_MB = 16.0
-PREFETCHED_DTYPES = ("bfloat16", "float16", "float32")  # quantized weights measured slower (above)
 
 
 def default_budget() -> int:
@@ -91,7 +90,7 @@ def _weight_ranges(program: Program, kernels, budget: int) -> tuple[tuple[str, i
         if bulk is None or left <= 0:
             continue
         v, size = bulk
-        if program.buffer(v.buffer).dtype not in PREFETCHED_DTYPES:
+        if program.buffer(v.buffer).dtype not in FLOAT_DTYPES:  # quantized: measured slower (above)
             continue
         first, count = view_extent(v)
         count = min(count, left // size)
