@@ -13,6 +13,7 @@ import argparse
 import torch
 
 import braze.bench.ceilings as ceilings
+from braze.errors import InvalidArgumentError
 
 
 def main() -> None:
@@ -20,7 +21,10 @@ def main() -> None:
     ap.add_argument("warm_seconds", type=float, help="CUDA_WARM_SECONDS for this process")
     args = ap.parse_args()
     ceilings.CUDA_WARM_SECONDS = args.warm_seconds
-    first = ceilings.measure_copy_bandwidth("cuda") / 1e12
+    try:
+        first = ceilings.measure_copy_bandwidth("cuda") / 1e12
+    except InvalidArgumentError as e:  # no GPU: one line, not a traceback
+        raise SystemExit(f"copy_ceiling_check: {e}") from None
     more = [round(ceilings.measure_copy_bandwidth("cuda") / 1e12, 3) for _ in range(3)]
     matmul = ceilings.measure_matmul_flops("cuda", torch.bfloat16) / 1e12
     print(f"warm_s={args.warm_seconds} first_TBps={first:.3f} then={more} bf16_TFLOPs={matmul:.0f}", flush=True)
