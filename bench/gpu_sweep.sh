@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -23,6 +23,16 @@ for step in $steps; do
                  && python3 -c "import json; print(json.dumps(json.load(open('/tmp/dp.json'))))" >> "$OUT/prefetch-sweep.jsonl" \
                  || tail -20 /tmp/dp.log
                grep -E '"quant"|"prefetch_mb"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' '
+             done; done ;;
+    early)   # decode step with the GEMVs' first weight chunk loaded before griddepcontrol.wait (1) or after (0);
+             # EARLY_QUANTS="bf16 int4-rtn-g128", EARLY_SETTINGS="0 1 0 1"
+             timeout 200 python3 bench/kernels/early_weight_load.py --out "$OUT/early-weight-load.json" 2>&1 | tail -6
+             for q in ${EARLY_QUANTS:-bf16}; do for e in ${EARLY_SETTINGS:-0 1 0 1}; do
+               quant=""; [ "$q" = bf16 ] || quant="--quant $q"
+               BRAZE_EARLY_WEIGHTS=$e timeout 120 python3 bench/kernels/decode_profile.py $quant --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['early_weights'] = $e; print(json.dumps(d))" >> "$OUT/early-sweep.jsonl" \
+                 || tail -20 /tmp/dp.log
+               echo "early=$e $(grep -E '"quant"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
              done; done ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \

@@ -44,7 +44,7 @@ from braze.codegen.triton.invariant import invariant_matmul_config
 from braze.codegen.triton.matmul_config import (  # noqa: F401  (re-exported: tests and benches use mm.*)
     ELEM_BYTES, GEMV_MAX_M, M_BUCKETS, NUM_SMS, MatmulConfig, matmul_config)
 from braze.codegen.triton.matmul_library import WORKSPACE_HELPER, library_eligible, library_launch, library_sources
-from braze.codegen.triton.module import EmitContext, EmittedKernel
+from braze.codegen.triton.module import WAIT_MARKER, EmitContext, EmittedKernel
 from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
 from braze.codegen.triton.prefetch import PARAMETERS as PREFETCH_PARAMETERS
 from braze.codegen.triton.prefetch import prefetch_arguments, prefetch_call
@@ -170,6 +170,10 @@ class _Gen:
         self.row_scale, self.rest = factored if factored and independent else (None, None)
         # the GEMV's L2 prefetch before its wait (braze/passes/prefetch.py): launch keyword arguments
         self.prefetch = prefetch_arguments(k, ctx)
+        # the GEMV's first weight chunk loaded above its wait (module.EARLY_WEIGHTS): only a weight
+        # buffer, which no kernel writes (a matmul of two activations waits as before)
+        self.early = ctx.early_weights and ctx.program.buffer(bview.buffer).kind == "weight"
+        self.peeled = False  # the chunk being emitted is the first one, loaded early
 
     # -- pieces -------------------------------------------------------------------------------
     def rows_setup(self, rows_expr: str) -> list[str]:
@@ -203,18 +207,53 @@ class _Gen:
                 f"{indent}    kk = tl.max_contiguous(tl.multiple_of(k0 + tl.arange(0, BLOCK_K), BLOCK_K), BLOCK_K)[None, :]"] \
             + ([f"{indent}    kmask = kk < K"] if masked else [])
 
-    def k_loops(self, em: ExprEmitter, indent: str, lo: str, hi: str, body) -> list[str]:
+    def k_loops(self, em: ExprEmitter, indent: str, lo: str, hi: str, body, peel: bool = False) -> list[str]:
         """`if EVEN_K:` an unmasked loop over the K chunks [lo, hi), `else:` a masked one; for each,
-        body(masked, indent) returns the loop body's lines (em is set up for that loop's loads)."""
+        body(masked, indent) returns the loop body's lines (em is set up for that loop's loads).
+        With `peel` the first chunk is emitted before the loop, its weights the ones loaded early."""
         lines = [f"{indent}if EVEN_K:"]
         for masked in (False, True):
             if masked:
                 lines.append(f"{indent}else:")
-            lines += self.kloop_head(indent + "    ", lo, hi, masked)
+            inner = indent + "    "
+            if peel:
+                lines += self.chunk_head(inner, lo, masked)
+                em.indent, em.load = inner, self._a_load(masked)
+                em.forget_loads()
+                em.lines = []
+                self.peeled = True
+                lines += body(masked, inner)
+                self.peeled = False
+            lines += self.kloop_head(inner, f"{lo} + BLOCK_K" if peel else lo, hi, masked)
             em.indent, em.load = indent + "        ", self._a_load(masked)
             em.forget_loads()
             em.lines = []
             lines += body(masked, indent + "        ")
+        return lines
+
+    def chunk_head(self, indent: str, k0: str, masked: bool) -> list[str]:
+        """k0, kk (and kmask) of the one chunk at k0, as kloop_head sets them for each chunk."""
+        head = self.kloop_head(indent, k0, k0, masked)
+        return [f"{indent}k0 = {k0}"] + [line[4:] for line in head[1:]]
+
+    def raw_weights(self, masked: bool) -> tuple[str, str]:
+        """(name, load) of the chunk's weights as stored, for the columns kk of the rows at bp."""
+        sbk = self.bview.strides[1]
+        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
+        return "b", f"tl.load(bp + {bcol}, mask=kmask, other=0.0)" if masked else f"tl.load(bp + {bcol})"
+
+    def weight_load(self, masked: bool, indent: str) -> str:
+        """The line setting the chunk's raw weights: loaded, or the first chunk's early load."""
+        name, load = self.raw_weights(masked)
+        return f"{indent}{name} = {name}_first" if self.peeled else f"{indent}{name} = {load}"
+
+    def early_lines(self) -> list[str]:
+        """Above the wait: the first chunk of this program's K range, loaded into {name}_first."""
+        lines = []
+        for masked in (False, True):
+            name, load = self.raw_weights(masked)
+            lines += ["    else:" if masked else "    if EVEN_K:"] + self.chunk_head("        ", "k_lo", masked)
+            lines.append(f"        {name}_first = {load}")
         return lines
 
     def reductions(self, em: ExprEmitter) -> list[str]:
@@ -251,30 +290,27 @@ class _Gen:
             return em.lines + folds + self._chunk_product(a, masked, update, indent)
         inits = [f"        red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)"
                  for j, (op, _) in enumerate(self.k.reductions)]
-        return inits + self.k_loops(em, "        ", "k_lo", "k_lo + K_CHUNK", body)
+        return inits + self.k_loops(em, "        ", "k_lo", "k_lo + K_CHUNK", body, peel=self.early)
 
     def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
         """The A chunk from prologue value `a`, the B chunk [BN, BK], then `update` accumulates."""
-        sbk = self.bview.strides[1]
-        bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
         if masked:
-            lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)",
-                     f"{indent}b = tl.load(bp + {bcol}, mask=kmask, other=0.0)"]
+            lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)"]
         else:
-            lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}", f"{indent}b = tl.load(bp + {bcol})"]
-        return lines + [f"{indent}{u}" for u in update.split("\n")]
+            lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}"]
+        return lines + [self.weight_load(masked, indent)] + [f"{indent}{u}" for u in update.split("\n")]
 
     def b_pointer(self) -> str:
         sbn = self.bview.strides[0]
         off = f" + {self.bview.offset}" if self.bview.offset else ""
         return f"    bp = in{self.w}{off} + tl.minimum(cols, N - 1).to(tl.int64)[:, None] * {sbn}"
 
-    def main_loop(self, em: ExprEmitter, lo: str, hi: str, update: dict[bool, str]) -> list[str]:
+    def main_loop(self, em: ExprEmitter, lo: str, hi: str, update: dict[bool, str], peel: bool = False) -> list[str]:
         """The K loop: A chunk by the prologue, B chunk [BN, BK], `update` accumulates."""
         def body(masked, indent):
             a = em.emit(self.prologue, rowreds=self.reds)
             return em.lines + self._chunk_product(a, masked, update[masked], indent)
-        return self.k_loops(em, "    ", lo, hi, body)
+        return self.k_loops(em, "    ", lo, hi, body, peel)
 
     def dot(self) -> str:
         prec = ', input_precision="ieee"' if self.wdtype == "float32" else ""
@@ -325,9 +361,11 @@ class _Gen:
                 "    pid_k = tl.program_id(1)"]
         if self.prefetch:  # every program its share, while the kernel before still runs
             head.append(prefetch_call("    ", "pid_n * tl.num_programs(1) + pid_k",
-                                      "tl.num_programs(0) * tl.num_programs(1)"))
+                                      "tl.num_programs(0) * tl.num_programs(1)", marker=not self.early))
         body = ["    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", self.b_pointer(),
                 "    k_lo = pid_k * K_CHUNK"]
+        if self.early:
+            body += self.early_lines() + [f"    {WAIT_MARKER}"]
         body += self.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + self.a_pointers()
         two_pass = self.reductions(em)
         body += ["    if BLOCK_M == 1:",
@@ -336,7 +374,7 @@ class _Gen:
                  "        acc2 = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)"]
         update = ("if BLOCK_M == 1:\n    acc2 += a * b.to(tl.float32)\n"
                   f"else:\n    acc2 += {self.dot()}")
-        two_pass += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update})
+        two_pass += self.main_loop(em, "k_lo", "k_lo + K_CHUNK", {False: update, True: update}, peel=self.early)
         if self.row_scale is None:
             body += two_pass
         else:  # ONE_PASS (the launcher's choice: split == 1): reductions inside the product's loop

@@ -56,18 +56,21 @@ class QuantGen(_Gen):
                 lines.append(f"    {name} = in{i}{off} + tl.minimum(cols, N - 1).to(tl.int64)[:, None] * {v.strides[0]}")
         return "\n".join(lines)
 
+    def raw_weights(self, masked: bool) -> tuple[str, str]:
+        """int4: the chunk's BLOCK_K/2 bytes per row (qb); int8 / fp8: its BLOCK_K values (qw)."""
+        if self.format == "int4":
+            hmask = f", mask={HALF_COLUMNS} < K // 2, other=0" if masked else ""
+            return "qb", f"tl.load(bp + {HALF_COLUMNS}{hmask})"
+        return "qw", f"tl.load(bp + kk{', mask=kmask, other=0.0' if masked else ''})"
+
     def dequant_lines(self, masked: bool, indent: str) -> list[str]:
         """Lines computing b [BLOCK_N, BLOCK_K] (float32) for the columns kk of the rows at bp/sp/mp."""
-        g = self.group
-        kmask = ", mask=kmask, other=0.0" if masked else ""
+        lines = [self.weight_load(masked, indent)]
         if self.format == "int4":
-            half = HALF_COLUMNS
-            hmask = f", mask={half} < K // 2, other=0" if masked else ""
-            lines = [f"{indent}qb = tl.load(bp + {half}{hmask})",
-                     f"{indent}q = tl.reshape(tl.join((qb & 15).to(tl.float32), (qb >> 4).to(tl.float32)), "
-                     "(BLOCK_N, BLOCK_K))"]
+            lines.append(f"{indent}q = tl.reshape(tl.join((qb & 15).to(tl.float32), (qb >> 4).to(tl.float32)), "
+                         "(BLOCK_N, BLOCK_K))")
         else:
-            lines = [f"{indent}q = tl.load(bp + kk{kmask}).to(tl.float32)"]
+            lines.append(f"{indent}q = qw.to(tl.float32)")
         lines += self.group_values("s", "sp", masked, indent)
         if self.format == "int4" and self.mins >= 0:
             lines += self.group_values("m", "mp", masked, indent) + [f"{indent}b = q * s + m"]

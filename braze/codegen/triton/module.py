@@ -40,6 +40,12 @@ PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 # newer, with PDL). BRAZE_L2_PREFETCH=0 or braze.codegen.triton.module.L2_PREFETCH = False turns it off.
 L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
 
+# A GEMV loads its first weight chunk first, above its griddepcontrol.wait with PDL: weights are
+# constants no kernel of the program writes, so the first wave's weight bytes can move during the
+# kernel before's tail (without PDL the loads are only issued first). Off until measured on a GPU:
+# BRAZE_EARLY_WEIGHTS=1 or braze.codegen.triton.module.EARLY_WEIGHTS = True turns it on.
+EARLY_WEIGHTS = os.environ.get("BRAZE_EARLY_WEIGHTS", "0") == "1"
+
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
 # of its sequence (the engine's decode CUDA graphs): a kv_store and attention pair that
 # braze/passes/decode_rows.py tagged then lets the attention write the new cache rows.
@@ -58,6 +64,7 @@ class EmitContext:
     program: Program
     pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
     l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured with PDL)
+    early_weights: bool = False  # GEMVs load their first weight chunk above the WAIT_MARKER (EARLY_WEIGHTS)
 
     def decode_rows(self, kernel: Kernel) -> bool:
         """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
@@ -127,7 +134,8 @@ def _emit_kernels(program: Program, ctx: EmitContext):
 
 def emit_module(program: Program) -> str:
     hopper = _hopper_or_newer()
-    ctx = EmitContext(program, pdl=PDL and hopper, l2_prefetch=L2_PREFETCH and hopper)
+    ctx = EmitContext(program, pdl=PDL and hopper, l2_prefetch=L2_PREFETCH and hopper,
+                      early_weights=EARLY_WEIGHTS)
     functions: dict[str, str] = {}  # jit source -> function name
     helpers: dict[str, None] = {}
     launchers, launches = [], []

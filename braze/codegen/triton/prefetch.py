@@ -54,13 +54,13 @@ PARAMETERS = ", ".join([f"PF{i}" for i in range(MAX_RANGES)]
                        + [f"PF_{e}{i}: tl.constexpr" for i in range(MAX_RANGES) for e in ("LO", "HI")])
 
 
-def prefetch_call(indent: str, part: str, parts: str) -> str:
-    """The jit lines issuing program `part` of `parts`'s share, for a function with PARAMETERS, and
-    the marker that puts the function's griddepcontrol.wait after them."""
+def prefetch_call(indent: str, part: str, parts: str, marker: bool = True) -> str:
+    """The jit line issuing program `part` of `parts`'s share, for a function with PARAMETERS, and
+    (with `marker`) the marker that puts the function's griddepcontrol.wait after it."""
     bounds = ", ".join(f"PF_LO{i}, PF_HI{i}" for i in range(MAX_RANGES))
     pointers = ", ".join(f"PF{i}" for i in range(MAX_RANGES))
-    return (f"{indent}_braze_prefetch_ranges({pointers}, {part}, {parts}, {bounds}, {LANES}, {CHUNK})\n"
-            f"{indent}{WAIT_MARKER}")
+    call = f"{indent}_braze_prefetch_ranges({pointers}, {part}, {parts}, {bounds}, {LANES}, {CHUNK})"
+    return call + (f"\n{indent}{WAIT_MARKER}" if marker else "")
 
 
 def prefetch_arguments(k: Kernel, ctx: EmitContext) -> str | None:

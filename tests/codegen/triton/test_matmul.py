@@ -11,6 +11,7 @@ in-place output over the prologue input, forced split-K and forced GEMM for smal
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -240,6 +241,29 @@ def test_source_structure():
     assert "ONE_PASS=True" in src  # the RMSNorm scale factored out: one pass over K in the GEMV
     src16 = compile_program(lower(rms_linear_graph(dtype="float16"))).source
     assert "input_precision" not in src16
+
+
+def test_gemv_loads_its_first_weight_chunk_above_the_wait_and_computes_the_same(monkeypatch):
+    """A weight (never written by a kernel) is loaded before griddepcontrol.wait and its first
+    chunk is peeled out of the K loop; a matmul of two activations waits first as before."""
+    from braze.codegen.triton.module import EmitContext, _wait_for_previous_kernel
+    program = _strided_program()
+    bufs = tuple(replace(b, kind="temp") if b.name == "w" else b for b in program.buffers)
+    activation_b = replace(program, buffers=bufs)
+    for prog, early in ((program, True), (activation_b, False)):
+        jit = mm.emit_matmul(prog.kernels[0], EmitContext(prog, pdl=True, early_weights=True)).jit
+        gemv = _wait_for_previous_kernel(jit, {"KERNEL"}).split("def KERNEL_gemm(")[0]
+        if early:
+            assert gemv.index("b_first = tl.load(bp + kk)") < gemv.index("gdc_wait()") < gemv.index("rows = ")
+            assert gemv.count("b = b_first") == 4  # (ONE_PASS or not) x (EVEN_K or not)
+        else:
+            assert "b_first" not in gemv and gemv.index("gdc_wait()") < gemv.index("cols = ")
+    # the same numbers with and without it (each chunk's products summed in the same order)
+    outs = []
+    for flag in (True, False):
+        monkeypatch.setattr("braze.codegen.triton.module.EARLY_WEIGHTS", flag)
+        outs.append(_run_both(program, {"T": 3}, seed=5)[0])
+    assert all(torch.equal(outs[0][name], outs[1][name]) for name in ("out", "out_t"))
 
 
 def test_heuristic_shapes():
