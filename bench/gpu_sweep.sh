@@ -24,13 +24,14 @@ for step in $steps; do
                  || tail -20 /tmp/dp.log
                grep -E '"quant"|"prefetch_mb"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' '
              done; done ;;
-    early)   # decode step with the GEMVs' first weight chunk loaded before griddepcontrol.wait (1) or after (0);
-             # EARLY_QUANTS="bf16 int4-rtn-g128", EARLY_SETTINGS="0 1 0 1"
+    early)   # decode step with loads moved above griddepcontrol.wait: the GEMVs' first weight chunk, the attention's old rows;
+             # EARLY_QUANTS="bf16 int4-rtn-g128"
              timeout 200 python3 bench/kernels/early_weight_load.py --out "$OUT/early-weight-load.json" 2>&1 | tail -6
-             for q in ${EARLY_QUANTS:-bf16}; do for e in ${EARLY_SETTINGS:-0 1 0 1}; do
+             # a setting is W (weights early) and K (old cache rows early), 0 or 1 each: "00 10 01 11"
+             for q in ${EARLY_QUANTS:-bf16}; do for e in ${EARLY_SETTINGS:-00 10 01 11 00 11}; do
                quant=""; [ "$q" = bf16 ] || quant="--quant $q"
-               BRAZE_EARLY_WEIGHTS=$e timeout 120 python3 bench/kernels/decode_profile.py $quant --out /tmp/dp.json > /tmp/dp.log 2>&1 \
-                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['early_weights'] = $e; print(json.dumps(d))" >> "$OUT/early-sweep.jsonl" \
+               BRAZE_EARLY_WEIGHTS=${e:0:1} BRAZE_EARLY_KV=${e:1:1} timeout 120 python3 bench/kernels/decode_profile.py $quant --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['early'] = '$e'; print(json.dumps(d))" >> "$OUT/early-sweep.jsonl" \
                  || tail -20 /tmp/dp.log
                echo "early=$e $(grep -E '"quant"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
              done; done ;;

@@ -191,6 +191,42 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
 
 
 @triton.jit
+def _braze_attn_tile(acc, l_i, m_i, q, kt, v, cmask, qk_scale, FP32: tl.constexpr):
+    """Online-softmax update by one [DP, BN] K^T tile and its [BN, DP] V tile, loaded by the caller
+    (columns where cmask is false are out of range)."""
+    if FP32:
+        qk = tl.dot(q, kt, input_precision="ieee")
+    else:
+        qk = tl.dot(q, kt)
+    qk = tl.where(cmask[None, :], qk * qk_scale, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if FP32:
+        acc += tl.dot(p, v, input_precision="ieee")
+    else:
+        acc += tl.dot(p.to(v.dtype), v)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def _braze_decode_split(n, sp, NS, KV_NEW: tl.constexpr, SPLIT: tl.constexpr, BN: tl.constexpr):
+    """Split sp of a token with n context rows: (cache rows the splits read, rows a split, splits
+    holding rows, its first row, its end)."""
+    rows = n  # the cache rows the NS splits read
+    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
+        rows = n - 1
+    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
+        per = SPLIT
+    else:
+        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
+    lo = sp * per
+    return rows, per, tl.cdiv(rows, per), lo, tl.minimum(lo + per, rows)
+
+
+@triton.jit
 def _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2: tl.constexpr, K_S3: tl.constexpr,
                      V_S2: tl.constexpr, V_S3: tl.constexpr, qk_scale, D: tl.constexpr, DP: tl.constexpr,
                      BN: tl.constexpr, FP32: tl.constexpr):
@@ -293,27 +329,32 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
                        FP32: tl.constexpr, SPLIT: tl.constexpr,
                        ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
-                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr):
+                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr,
+                       EARLY_KV: tl.constexpr = False):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     sp = tl.program_id(2)
-    slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-    n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-    rows = n  # the cache rows the NS splits read
-    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
-        rows = n - 1
-    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
-        per = SPLIT
-    else:
-        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
-    used = tl.cdiv(rows, per)  # splits that hold cache rows
-    lo = sp * per
-    hi = tl.minimum(lo + per, rows)
+    d = tl.arange(0, DP)
+    dmask = d < D
+    if EARLY_KV:  # a decode step after a kernel that writes neither slots, positions nor old rows
+        # before the wait: the first chunk of the split's rows below the token's own (earlier steps')
+        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
+        cols0 = lo + tl.arange(0, BN)
+        old = cols0 < tl.minimum(hi, n - 1)
+        kt0 = tl.load(K + K_OFF + slot * K_S0 + kvh * K_S1 + cols0[None, :] * K_S2 + d[:, None] * K_S3,
+                      mask=old[None, :] & dmask[:, None], other=0.0)
+        v0 = tl.load(V + V_OFF + slot * V_S0 + kvh * V_S1 + cols0[:, None] * V_S2 + d[None, :] * V_S3,
+                     mask=old[:, None] & dmask[None, :], other=0.0)
+    # griddepcontrol.wait
+    if not EARLY_KV:
+        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
+        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
     g = tl.arange(0, GP)
     gmask = g < GROUP
     heads = kvh * GROUP + g
-    d = tl.arange(0, DP)
-    dmask = d < D
     # a split past the context (the grid is sized for the longest one) has no partials: it only
     # arrives at the counter, and the combine reads live splits only
     busy = lo < rows
@@ -337,6 +378,15 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
             else:
                 acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
                                                  qk_scale, D, DP, BN, FP32)
+        elif EARLY_KV:  # the token's own row, if in the first chunk, was written by the kernel before
+            new_d = dmask & (d * 0 + n - 1 >= lo) & (d * 0 + n - 1 < tl.minimum(lo + BN, hi))
+            k_new = tl.load(kbase + (n - 1) * K_S2 + d * K_S3, mask=new_d, other=0.0)
+            v_new = tl.load(vbase + (n - 1) * V_S2 + d * V_S3, mask=new_d, other=0.0)
+            kt0 = tl.where((cols0 == n - 1)[None, :], k_new[:, None], kt0)
+            v0 = tl.where((cols0 == n - 1)[:, None], v_new[None, :], v0)
+            acc, l_i, m_i = _braze_attn_tile(acc, l_i, m_i, q, kt0, v0, cols0 < hi, qk_scale, FP32)
+            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo + BN, hi, K_S2, K_S3, V_S2, V_S3,
+                                             qk_scale, D, DP, BN, FP32)
         else:
             acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
                                              qk_scale, D, DP, BN, FP32)
@@ -413,6 +463,22 @@ def decode_rows_arguments(k: Kernel, ctx: EmitContext, hkv: int, head_dim: int, 
             f"X_SC={x.strides[1]}")
 
 
+def _early_kv_safe(k: Kernel, ctx: EmitContext, kv_buffers: set[str], index_buffers: set[str]) -> bool:
+    """Whether a decode step's attention may read its slots, positions and old cache rows before
+    its griddepcontrol.wait. Those loads may overlap the launch before it (earlier ones are done:
+    that launch waited for them before letting this one start): it must write neither the slots
+    nor the positions, and the cache only as a kv_store does (a decode step's new rows). The
+    first kernel of a program follows launches it cannot see."""
+    kernels = list(ctx.program.kernels)
+    i = next((j for j, x in enumerate(kernels) if x.name == k.name), 0)
+    if i == 0:
+        return False
+    group = kernels[i - 1].attr("launch_group")
+    before = [x for x in kernels[:i] if group is not None and x.attr("launch_group") == group] or [kernels[i - 1]]
+    return all(x.output.buffer not in index_buffers and (x.output.buffer not in kv_buffers or x.kind == "kv_store")
+               for x in before)
+
+
 def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     operands, rope = fused_rope(k)
     q, kc, vc, slots, pos = operands[:5]
@@ -462,6 +528,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
     o = ctx.buf(out.buffer)
     new_rows, new_rows_constants = decode_rows_arguments(k, ctx, hkv, d, stand_in=q)
+    early_kv = ctx.early_kv and not writes_rows and _early_kv_safe(k, ctx, {kc.buffer, vc.buffer},
+                                                                    {slots.buffer, pos.buffer})
+    early = f"EARLY_KV=bool(s.get({DECODE_STEP!r})), " if early_kv else ""
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
@@ -480,7 +549,8 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"C, ns, "
         f"{qk_scale!r}, {common}, {new_rows_constants}, "
         f"O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, H={h}, HKV={hkv}, GROUP={group}, GP={gp}, "
-        f"NSP={nsp}, BN={dec['block_n']}, num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, SPLIT=0)\n"
+        f"NSP={nsp}, BN={dec['block_n']}, {early}num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, "
+        f"SPLIT=0)\n"
         f"    else:\n"
         f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, {tables}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "

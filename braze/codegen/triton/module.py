@@ -45,6 +45,10 @@ L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
 # kernel before's tail (without PDL the loads are only issued first). Off until measured on a GPU:
 # BRAZE_EARLY_WEIGHTS=1 or braze.codegen.triton.module.EARLY_WEIGHTS = True turns it on.
 EARLY_WEIGHTS = os.environ.get("BRAZE_EARLY_WEIGHTS", "0") == "1"
+# Likewise a decode attention loads its slot, position and the first chunk of its old cache rows
+# (written by earlier steps) above the wait, where the kernel before writes none of them
+# (attention.py). Off until measured on a GPU: BRAZE_EARLY_KV=1 turns it on.
+EARLY_KV = os.environ.get("BRAZE_EARLY_KV", "0") == "1"
 
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
 # of its sequence (the engine's decode CUDA graphs): a kv_store and attention pair that
@@ -65,6 +69,7 @@ class EmitContext:
     pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
     l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured with PDL)
     early_weights: bool = False  # GEMVs load their first weight chunk above the WAIT_MARKER (EARLY_WEIGHTS)
+    early_kv: bool = False  # decode attentions load their old cache rows above it (EARLY_KV)
 
     def decode_rows(self, kernel: Kernel) -> bool:
         """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
@@ -135,7 +140,7 @@ def _emit_kernels(program: Program, ctx: EmitContext):
 def emit_module(program: Program) -> str:
     hopper = _hopper_or_newer()
     ctx = EmitContext(program, pdl=PDL and hopper, l2_prefetch=L2_PREFETCH and hopper,
-                      early_weights=EARLY_WEIGHTS)
+                      early_weights=EARLY_WEIGHTS, early_kv=EARLY_KV)
     functions: dict[str, str] = {}  # jit source -> function name
     helpers: dict[str, None] = {}
     launchers, launches = [], []

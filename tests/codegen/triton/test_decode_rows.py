@@ -46,3 +46,42 @@ def test_with_pdl_the_kv_store_still_writes_every_step():
     assert not EmitContext(program, pdl=True).decode_rows(store)
     assert "decode_step" not in emit_kv_store(store, EmitContext(program, pdl=True)).launch
     assert "decode_step" in emit_kv_store(store, EmitContext(program, pdl=False)).launch
+
+
+@pytest.mark.parametrize("decode_step", [True, False])
+def test_decode_attention_loading_old_rows_before_the_wait_matches_the_reference(decode_step, monkeypatch):
+    """EARLY_KV: the first chunk of each split's old rows is loaded before the wait and the token's
+    own row (written by the kv_store just before) merged in after it. Small chunks and splits so the
+    new row falls in a split's first chunk, in a later chunk, and alone at position 0."""
+    import braze.codegen.triton.attention as attention
+    monkeypatch.setattr(triton_module, "EARLY_KV", True)
+    monkeypatch.setattr(EmitContext, "decode_rows", lambda self, kernel: False)  # the kv_store writes
+    monkeypatch.setattr(attention, "DECODE_BN", 16)
+    monkeypatch.setattr(attention, "DECODE_MIN_ROWS_PER_SPLIT", 16)
+    h, hkv, d, slots, context = 4, 2, 16, 5, 120
+    gen = torch.Generator().manual_seed(3)
+    tables = {"cos": torch.randn(context, d // 2, generator=gen), "sin": torch.randn(context, d // 2, generator=gen)}
+    program = lower(parse_graph(kv_layer_text(h, hkv, d, slots, context), tables, {"T": 8}))
+    feeds = {"qkv": torch.randn(5, (h + 2 * hkv) * d, generator=gen), "pos": torch.tensor([119, 0, 40, 17, 64]),
+             "slots": torch.tensor([2, 0, 1, 4, 3]), "cache": torch.randn(slots, 2 * hkv, context, d, generator=gen)}
+    want = Executable(program, backend="reference").run({k: v.clone() for k, v in feeds.items()})
+    exe = Executable(program, backend="triton", device=DEVICE)
+    got = exe.run({k: v.to(DEVICE, copy=True) for k, v in feeds.items()}, decode_step=decode_step)
+    assert "EARLY_KV=bool(s.get('decode_step'))" in exe.compiled.source
+    torch.testing.assert_close(got["out"].cpu(), want["out"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got["cache"].cpu(), want["cache"], rtol=1e-5, atol=1e-5)
+
+
+def test_no_early_cache_loads_after_a_kernel_writing_positions_or_as_a_program_s_first_kernel():
+    import braze.codegen.triton.attention as attention
+    program = lower(parse_graph(kv_layer_text(2, 1, 8, 2, 16), {"cos": torch.ones(16, 4), "sin": torch.zeros(16, 4)},
+                                {"T": 4}))
+    store, attn = program.kernels[0], program.kernels[1]
+    ctx = EmitContext(program, pdl=True, early_kv=True)
+    q, kc, vc, slots, pos = attn.operands[:5]
+    kv, index = {kc.buffer, vc.buffer}, {slots.buffer, pos.buffer}
+    assert attention._early_kv_safe(attn, ctx, kv, index)
+    assert "EARLY_KV=" in attention.emit_attention(attn, ctx).launch
+    assert not attention._early_kv_safe(store, ctx, kv, index)  # first kernel: the launch before is unknown
+    assert not attention._early_kv_safe(attn, ctx, kv, {slots.buffer, pos.buffer, store.output.buffer})
+    assert "EARLY_KV=" not in attention.emit_attention(attn, EmitContext(program, pdl=True)).launch
