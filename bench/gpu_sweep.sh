@@ -25,8 +25,8 @@ for step in $steps; do
                grep -E '"quant"|"prefetch_mb"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' '
              done; done ;;
     early)   # decode step with loads moved above griddepcontrol.wait: the GEMVs' first weight chunk, the attention's old rows;
-             # EARLY_QUANTS="bf16 int4-rtn-g128"
-             timeout 200 python3 bench/kernels/early_weight_load.py --out "$OUT/early-weight-load.json" 2>&1 | tail -6
+             # EARLY_QUANTS="bf16 int4-rtn-g128"; EARLY_MICRO=0 skips the GEMV-chain micro-benchmark
+             [ "${EARLY_MICRO:-1}" = 1 ] && timeout 200 python3 bench/kernels/early_weight_load.py --out "$OUT/early-weight-load.json" 2>&1 | tail -6
              # a setting is W (weights early) and K (old cache rows early), 0 or 1 each: "00 10 01 11"
              for q in ${EARLY_QUANTS:-bf16}; do for e in ${EARLY_SETTINGS:-00 10 01 11 00 11}; do
                quant=""; [ "$q" = bf16 ] || quant="--quant $q"
