@@ -9,7 +9,7 @@ nothing, and one more program per (token, kv head) takes the token's own row fro
 input (rotating k), writes it into the cache and adds its partial to the splits' (_braze_attn_new_row).
 
 The kernels are fixed library functions (module-level helpers shared by every attention kernel of
-the program); the layout of each operand (offsets and element strides of its View) reaches them as
+the program; the decode kernel's are in attention_decode.py); the layout of each operand (offsets and element strides of its View) reaches them as
 constexpr arguments, so a strided q (a column slice of a fused qkv) costs nothing.
 
 Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H). A tile of BM consecutive tokens loops over
@@ -33,6 +33,7 @@ kernel, with splits of SPLIT rows (a compile-time constant) instead of a count f
 """
 from __future__ import annotations
 
+from braze.codegen.triton.attention_decode import DECODE_HELPERS, early_kv_safe
 from braze.codegen.triton.exprs import TRITON_DTYPE
 from braze.codegen.triton.indexing import next_pow2
 from braze.codegen.triton.invariant import invariant_split_rows
@@ -191,81 +192,6 @@ def _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, start, stop, hi,
 
 
 @triton.jit
-def _braze_attn_tile(acc, l_i, m_i, q, kt, v, cmask, qk_scale, FP32: tl.constexpr):
-    """Online-softmax update by one [DP, BN] K^T tile and its [BN, DP] V tile, loaded by the caller
-    (columns where cmask is false are out of range)."""
-    if FP32:
-        qk = tl.dot(q, kt, input_precision="ieee")
-    else:
-        qk = tl.dot(q, kt)
-    qk = tl.where(cmask[None, :], qk * qk_scale, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(qk - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    if FP32:
-        acc += tl.dot(p, v, input_precision="ieee")
-    else:
-        acc += tl.dot(p.to(v.dtype), v)
-    return acc, l_i, m_new
-
-
-@triton.jit
-def _braze_decode_split(n, sp, NS, KV_NEW: tl.constexpr, SPLIT: tl.constexpr, BN: tl.constexpr):
-    """Split sp of a token with n context rows: (cache rows the splits read, rows a split, splits
-    holding rows, its first row, its end)."""
-    rows = n  # the cache rows the NS splits read
-    if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
-        rows = n - 1
-    if SPLIT > 0:  # batch invariant: splits of a fixed number of rows, whatever T and NS are
-        per = SPLIT
-    else:
-        per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
-    lo = sp * per
-    return rows, per, tl.cdiv(rows, per), lo, tl.minimum(lo + per, rows)
-
-
-@triton.jit
-def _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2: tl.constexpr, K_S3: tl.constexpr,
-                     V_S2: tl.constexpr, V_S3: tl.constexpr, qk_scale, D: tl.constexpr, DP: tl.constexpr,
-                     BN: tl.constexpr, FP32: tl.constexpr):
-    """One decode split: cache rows [lo, hi), every one visible to the token; whole BN chunks run
-    unmasked, the tail masked."""
-    rpos = tl.zeros([acc.shape[0]], tl.int32) + (hi - 1)
-    full = lo + tl.maximum(hi - lo, 0) // BN * BN
-    acc, l_i, m_i = _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, lo, full, hi,
-                                      K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, False, FP32, True)
-    return _braze_attn_block(acc, l_i, m_i, q, kbase, vbase, rpos, full, hi, hi,
-                             K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32, True)
-
-
-@triton.jit
-def _braze_attn_new_row(q, xrow, kvh, krow, vrow, pos, COS, SIN, qk_scale, X_SC: tl.constexpr,
-                        K_S3: tl.constexpr, V_S3: tl.constexpr, HKV: tl.constexpr, ROPE_K: tl.constexpr,
-                        C_OFF: tl.constexpr, S_OFF: tl.constexpr, CS_ST: tl.constexpr, CS_SC: tl.constexpr,
-                        D: tl.constexpr, DP: tl.constexpr):
-    """A decode step's own k|v row (braze/passes/decode_rows.py), as one more split: kv head kvh's
-    k (rotated when kvh < ROPE_K, as the kv_store would) and v, read from the kv_store's input row
-    xrow (k heads, then v heads), written to the cache rows krow / vrow; returns the split's
-    (acc, l, m) over that one row (the caller normalises it like any split's)."""
-    d = tl.arange(0, DP)
-    mask = d < D
-    k = tl.load(xrow + (kvh * D + d) * X_SC, mask=mask, other=0.0)
-    if ROPE_K > 0:
-        k = tl.where(kvh < ROPE_K, _braze_rope_q(k, xrow + kvh * D * X_SC, d, X_SC, mask, pos, COS, SIN,
-                                                 C_OFF, S_OFF, CS_ST, CS_SC, D), k)
-    v = tl.load(xrow + ((HKV + kvh) * D + d) * X_SC, mask=mask, other=0.0)
-    k = k.to(krow.dtype.element_ty)
-    v = v.to(vrow.dtype.element_ty)
-    tl.store(krow + d * K_S3, k, mask=mask)
-    tl.store(vrow + d * V_S3, v, mask=mask)
-    score = tl.sum(q.to(tl.float32) * k.to(tl.float32)[None, :], 1) * qk_scale
-    acc = tl.zeros([q.shape[0], DP], tl.float32) + v.to(tl.float32)[None, :]
-    return acc, tl.full([q.shape[0]], 1.0, tl.float32), score
-
-
-@triton.jit
 def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                         Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
                         K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
@@ -313,115 +239,6 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + h * O_SH + d[None, :] * O_SC,
              out.to(O.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])
-
-
-@triton.jit
-def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, qk_scale,
-                       Q_OFF: tl.constexpr, Q_ST: tl.constexpr, Q_SH: tl.constexpr, Q_SC: tl.constexpr,
-                       K_OFF: tl.constexpr, K_S0: tl.constexpr, K_S1: tl.constexpr,
-                       K_S2: tl.constexpr, K_S3: tl.constexpr,
-                       V_OFF: tl.constexpr, V_S0: tl.constexpr, V_S1: tl.constexpr,
-                       V_S2: tl.constexpr, V_S3: tl.constexpr,
-                       SL_OFF: tl.constexpr, SL_ST: tl.constexpr, PO_OFF: tl.constexpr, PO_ST: tl.constexpr,
-                       O_OFF: tl.constexpr, O_ST: tl.constexpr, O_SH: tl.constexpr, O_SC: tl.constexpr,
-                       H: tl.constexpr, HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr,
-                       D: tl.constexpr, DP: tl.constexpr, NSP: tl.constexpr, BN: tl.constexpr,
-                       FP32: tl.constexpr, SPLIT: tl.constexpr,
-                       ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
-                       CS_ST: tl.constexpr, CS_SC: tl.constexpr, KV_NEW: tl.constexpr, ROPE_K: tl.constexpr,
-                       X_OFF: tl.constexpr, X_ST: tl.constexpr, X_SC: tl.constexpr,
-                       EARLY_KV: tl.constexpr = False):
-    t = tl.program_id(0)
-    kvh = tl.program_id(1)
-    sp = tl.program_id(2)
-    d = tl.arange(0, DP)
-    dmask = d < D
-    if EARLY_KV:  # a decode step after a kernel that writes neither slots, positions nor old rows
-        # before the wait: the first chunk of the split's rows below the token's own (earlier steps')
-        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
-        cols0 = lo + tl.arange(0, BN)
-        old = cols0 < tl.minimum(hi, n - 1)
-        kt0 = tl.load(K + K_OFF + slot * K_S0 + kvh * K_S1 + cols0[None, :] * K_S2 + d[:, None] * K_S3,
-                      mask=old[None, :] & dmask[:, None], other=0.0)
-        v0 = tl.load(V + V_OFF + slot * V_S0 + kvh * V_S1 + cols0[:, None] * V_S2 + d[None, :] * V_S3,
-                     mask=old[:, None] & dmask[None, :], other=0.0)
-    # griddepcontrol.wait
-    if not EARLY_KV:
-        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
-    g = tl.arange(0, GP)
-    gmask = g < GROUP
-    heads = kvh * GROUP + g
-    # a split past the context (the grid is sized for the longest one) has no partials: it only
-    # arrives at the counter, and the combine reads live splits only
-    busy = lo < rows
-    if KV_NEW:
-        busy = busy | (sp == NS)
-    if busy:
-        qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-        q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
-                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
-        m_i = tl.full([GP], -1.0e30, tl.float32)
-        l_i = tl.zeros([GP], tl.float32)
-        acc = tl.zeros([GP, DP], tl.float32)
-        kbase = K + K_OFF + slot * K_S0 + kvh * K_S1
-        vbase = V + V_OFF + slot * V_S0 + kvh * V_S1
-        if KV_NEW:
-            if sp == NS:
-                acc, l_i, m_i = _braze_attn_new_row(q, X + X_OFF + t.to(tl.int64) * X_ST, kvh,
-                                                    kbase + (n - 1) * K_S2, vbase + (n - 1) * V_S2, n - 1,
-                                                    COS, SIN, qk_scale, X_SC, K_S3, V_S3, HKV, ROPE_K,
-                                                    C_OFF, S_OFF, CS_ST, CS_SC, D, DP)
-            else:
-                acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
-                                                 qk_scale, D, DP, BN, FP32)
-        elif EARLY_KV:  # the token's own row, if in the first chunk, was written by the kernel before
-            new_d = dmask & (d * 0 + n - 1 >= lo) & (d * 0 + n - 1 < tl.minimum(lo + BN, hi))
-            k_new = tl.load(kbase + (n - 1) * K_S2 + d * K_S3, mask=new_d, other=0.0)
-            v_new = tl.load(vbase + (n - 1) * V_S2 + d * V_S3, mask=new_d, other=0.0)
-            kt0 = tl.where((cols0 == n - 1)[None, :], k_new[:, None], kt0)
-            v0 = tl.where((cols0 == n - 1)[:, None], v_new[None, :], v0)
-            acc, l_i, m_i = _braze_attn_tile(acc, l_i, m_i, q, kt0, v0, cols0 < hi, qk_scale, FP32)
-            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo + BN, hi, K_S2, K_S3, V_S2, V_S3,
-                                             qk_scale, D, DP, BN, FP32)
-        else:
-            acc, l_i, m_i = _braze_attn_rows(acc, l_i, m_i, q, kbase, vbase, lo, hi, K_S2, K_S3, V_S2, V_S3,
-                                             qk_scale, D, DP, BN, FP32)
-        nonempty = l_i > 0.0
-        lse = tl.where(nonempty, m_i + tl.math.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
-        out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-        row = (t * H + heads) * NSP + tl.where(sp == NS, used, sp)  # the new row's partial follows the splits'
-        tl.store(PL + row, lse, mask=gmask)
-        tl.store(PO + row[:, None] * DP + d[None, :], out, mask=gmask[:, None])
-    # every thread's partials are written before the release; the last arrival combines
-    tl.debug_barrier()
-    counter = CNT + t * HKV + kvh
-    arrived = tl.atomic_add(counter, 1, sem="acq_rel")
-    if arrived == NS - 1 + KV_NEW:
-        tl.atomic_xchg(counter, 0)
-        # splits past the context are empty: only the first `used` hold partials (and the new row's
-        # program one after them). All their loads are issued at once (static unroll, masked), so
-        # the combine costs about one load latency.
-        used = used + KV_NEW
-        s_idx = tl.arange(0, NSP)
-        srows = (t * H + heads[:, None]) * NSP + s_idx[None, :]
-        lse_all = tl.load(PL + srows, mask=gmask[:, None] & (s_idx[None, :] < used), other=-1.0e30,
-                          cache_modifier=".cg")
-        w_all = tl.math.exp2(lse_all - tl.max(lse_all, 1)[:, None])
-        w_all = tl.where(gmask[:, None] & (s_idx[None, :] < used), w_all, 0.0)
-        total = tl.zeros([GP, DP], tl.float32)
-        for s in tl.static_range(NSP):
-            w_s = tl.sum(tl.where(s_idx[None, :] == s, w_all, 0.0), 1)
-            live = gmask[:, None] & (tl.full([GP, DP], s, tl.int32) < used)
-            o_s = tl.load(PO + ((t * H + heads) * NSP + s)[:, None] * DP + d[None, :], mask=live, other=0.0,
-                          cache_modifier=".cg")
-            total += o_s * w_s[:, None]
-        result = total / tl.where(gmask, tl.sum(w_all, 1), 1.0)[:, None]
-        tl.store(O + O_OFF + t.to(tl.int64) * O_ST + heads[:, None] * O_SH + d[None, :] * O_SC,
-                 result.to(O.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])
 '''
 
 
@@ -461,22 +278,6 @@ def decode_rows_arguments(k: Kernel, ctx: EmitContext, hkv: int, head_dim: int, 
     return (ctx.buf(x.buffer),
             f"KV_NEW=kv_new, ROPE_K={rope_k}, X_OFF={x.offset}, X_ST={x.strides[0]}, "
             f"X_SC={x.strides[1]}")
-
-
-def _early_kv_safe(k: Kernel, ctx: EmitContext, kv_buffers: set[str], index_buffers: set[str]) -> bool:
-    """Whether a decode step's attention may read its slots, positions and old cache rows before
-    its griddepcontrol.wait. Those loads may overlap the launch before it (earlier ones are done:
-    that launch waited for them before letting this one start): it must write neither the slots
-    nor the positions, and the cache only as a kv_store does (a decode step's new rows). The
-    first kernel of a program follows launches it cannot see."""
-    kernels = list(ctx.program.kernels)
-    i = next((j for j, x in enumerate(kernels) if x.name == k.name), 0)
-    if i == 0:
-        return False
-    group = kernels[i - 1].attr("launch_group")
-    before = [x for x in kernels[:i] if group is not None and x.attr("launch_group") == group] or [kernels[i - 1]]
-    return all(x.output.buffer not in index_buffers and (x.output.buffer not in kv_buffers or x.kind == "kv_store")
-               for x in before)
 
 
 def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
@@ -528,7 +329,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     args = ", ".join(ctx.buf(v.buffer) for v in (q, kc, vc, slots, pos))
     o = ctx.buf(out.buffer)
     new_rows, new_rows_constants = decode_rows_arguments(k, ctx, hkv, d, stand_in=q)
-    early_kv = ctx.early_kv and not writes_rows and _early_kv_safe(k, ctx, {kc.buffer, vc.buffer},
+    early_kv = ctx.early_kv and not writes_rows and early_kv_safe(k, ctx, {kc.buffer, vc.buffer},
                                                                     {slots.buffer, pos.buffer})
     early = f"EARLY_KV=bool(s.get({DECODE_STEP!r})), " if early_kv else ""
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
@@ -570,4 +371,4 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
             f"GP={gp}, NSP={next_pow2(ns)}, BN={dec['block_n']}, num_warps={dec['num_warps']}, "
             f"num_stages={dec['num_stages']}, SPLIT={split})\n")
     jit = f"# attention {TRITON_DTYPE[cache_dtype]}: library kernels _braze_attn_* (module helpers)\n"
-    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS])
+    return EmittedKernel(jit, launch, [ROPE_HELPER, HELPERS, DECODE_HELPERS])

@@ -74,14 +74,15 @@ def test_decode_attention_loading_old_rows_before_the_wait_matches_the_reference
 
 def test_no_early_cache_loads_after_a_kernel_writing_positions_or_as_a_program_s_first_kernel():
     import braze.codegen.triton.attention as attention
+    from braze.codegen.triton.attention_decode import early_kv_safe
     program = lower(parse_graph(kv_layer_text(2, 1, 8, 2, 16), {"cos": torch.ones(16, 4), "sin": torch.zeros(16, 4)},
                                 {"T": 4}))
     store, attn = program.kernels[0], program.kernels[1]
     ctx = EmitContext(program, pdl=True, early_kv=True)
     q, kc, vc, slots, pos = attn.operands[:5]
     kv, index = {kc.buffer, vc.buffer}, {slots.buffer, pos.buffer}
-    assert attention._early_kv_safe(attn, ctx, kv, index)
+    assert early_kv_safe(attn, ctx, kv, index)
     assert "EARLY_KV=" in attention.emit_attention(attn, ctx).launch
-    assert not attention._early_kv_safe(store, ctx, kv, index)  # first kernel: the launch before is unknown
-    assert not attention._early_kv_safe(attn, ctx, kv, {slots.buffer, pos.buffer, store.output.buffer})
+    assert not early_kv_safe(store, ctx, kv, index)  # first kernel: the launch before is unknown
+    assert not early_kv_safe(attn, ctx, kv, {slots.buffer, pos.buffer, store.output.buffer})
     assert "EARLY_KV=" not in attention.emit_attention(attn, EmitContext(program, pdl=True)).launch
