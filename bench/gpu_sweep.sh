@@ -34,7 +34,17 @@ for step in $steps; do
                  && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['early'] = '$e'; print(json.dumps(d))" >> "$OUT/early-sweep.jsonl" \
                  || tail -20 /tmp/dp.log
                echo "early=$e $(grep -E '"quant"|pipelined_step_ms|pct_roofline|_braze_attn_decode|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
-             done; done ;;
+             done; done
+             python3 - "$OUT/early-sweep.jsonl" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    runs.setdefault((d.get("quant") or "bf16", d["early"]), []).append(d["pipelined_step_ms"])
+for (quant, early), ms in sorted(runs.items()):
+    print(f"{quant} weights={early[0]} kv={early[1]}: step {statistics.median(ms):.4f} ms (runs {ms})")
+PY
+             ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
                --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} \
