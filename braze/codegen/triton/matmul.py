@@ -236,24 +236,27 @@ class _Gen:
         head = self.kloop_head(indent, k0, k0, masked)
         return [f"{indent}k0 = {k0}"] + [line[4:] for line in head[1:]]
 
-    def raw_weights(self, masked: bool) -> tuple[str, str]:
-        """(name, load) of the chunk's weights as stored, for the columns kk of the rows at bp."""
+    raw_names = ("b",)  # what raw_loads assigns
+
+    def raw_loads(self, masked: bool, indent: str, suffix: str = "") -> list[str]:
+        """Lines loading the chunk's weights as stored (columns kk of the rows at bp) into b{suffix}."""
         sbk = self.bview.strides[1]
         bcol = "kk" if sbk == 1 else f"kk * {sbk}" if sbk else "0"
-        return "b", f"tl.load(bp + {bcol}, mask=kmask, other=0.0)" if masked else f"tl.load(bp + {bcol})"
+        mask = ", mask=kmask, other=0.0" if masked else ""
+        return [f"{indent}b{suffix} = tl.load(bp + {bcol}{mask})"]
 
-    def weight_load(self, masked: bool, indent: str) -> str:
-        """The line setting the chunk's raw weights: loaded, or the first chunk's early load."""
-        name, load = self.raw_weights(masked)
-        return f"{indent}{name} = {name}_first" if self.peeled else f"{indent}{name} = {load}"
+    def weight_loads(self, masked: bool, indent: str) -> list[str]:
+        """The chunk's raw weights: loaded, or (the peeled first chunk) the ones loaded early."""
+        if self.peeled:
+            return [f"{indent}{name} = {name}_first" for name in self.raw_names]
+        return self.raw_loads(masked, indent)
 
     def early_lines(self) -> list[str]:
         """Above the wait: the first chunk of this program's K range, loaded into {name}_first."""
         lines = []
         for masked in (False, True):
-            name, load = self.raw_weights(masked)
             lines += ["    else:" if masked else "    if EVEN_K:"] + self.chunk_head("        ", "k_lo", masked)
-            lines.append(f"        {name}_first = {load}")
+            lines += self.raw_loads(masked, "        ", "_first")
         return lines
 
     def reductions(self, em: ExprEmitter) -> list[str]:
@@ -298,7 +301,7 @@ class _Gen:
             lines = [f"{indent}a = tl.where(kmask, {_full(a, '(BLOCK_M, BLOCK_K)')}, 0.0)"]
         else:
             lines = [f"{indent}a = {_full(a, '(BLOCK_M, BLOCK_K)')}"]
-        return lines + [self.weight_load(masked, indent)] + [f"{indent}{u}" for u in update.split("\n")]
+        return lines + self.weight_loads(masked, indent) + [f"{indent}{u}" for u in update.split("\n")]
 
     def b_pointer(self) -> str:
         sbn = self.bview.strides[0]
