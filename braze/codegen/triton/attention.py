@@ -330,7 +330,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     o = ctx.buf(out.buffer)
     new_rows, new_rows_constants = decode_rows_arguments(k, ctx, hkv, d, stand_in=q)
     early_kv = ctx.early_kv and not writes_rows and early_kv_safe(k, ctx, {kc.buffer, vc.buffer},
-                                                                    {slots.buffer, pos.buffer})
+                                                                    {q.buffer, slots.buffer, pos.buffer})
     early = f"EARLY_KV=bool(s.get({DECODE_STEP!r})), " if early_kv else ""
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,

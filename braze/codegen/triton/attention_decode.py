@@ -2,8 +2,8 @@
 algorithm), a library of Triton functions shared by every attention kernel of a program.
 
 With EARLY_KV (module.EARLY_KV, a decode step: every token is its sequence's only new one) a
-program loads its slot, position and the first BN of its split's old cache rows (written by earlier
-steps) before its griddepcontrol.wait, so with PDL those loads overlap the kernel before (the
+program loads its slot, position, q (written two launches before) and the first BN of its split's
+old cache rows (written by earlier steps) before its griddepcontrol.wait, so with PDL those loads overlap the kernel before (the
 kv_store), and merges the token's own row, which that kernel writes, after the wait.
 """
 from __future__ import annotations
@@ -108,11 +108,17 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
     sp = tl.program_id(2)
     d = tl.arange(0, DP)
     dmask = d < D
-    if EARLY_KV:  # a decode step after a kernel that writes neither slots, positions nor old rows
-        # before the wait: the first chunk of the split's rows below the token's own (earlier steps')
+    g = tl.arange(0, GP)
+    gmask = g < GROUP
+    heads = kvh * GROUP + g
+    if EARLY_KV:  # a decode step after a kernel that writes neither q, slots, positions nor old rows
+        # before the wait: q, and the first chunk of the split's rows below the token's own
         slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
         n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
         rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
+        q = _braze_load_q(Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH, d[None, :], Q_SC,
+                          gmask[:, None] & dmask[None, :] & (d[None, :] * 0 + lo < rows), heads[:, None] < ROPE, n - 1,
+                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
         cols0 = lo + tl.arange(0, BN)
         old = cols0 < tl.minimum(hi, n - 1)
         kt0 = tl.load(K + K_OFF + slot * K_S0 + kvh * K_S1 + cols0[None, :] * K_S2 + d[:, None] * K_S3,
@@ -124,18 +130,16 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
         slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
         n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
         rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
-    g = tl.arange(0, GP)
-    gmask = g < GROUP
-    heads = kvh * GROUP + g
     # a split past the context (the grid is sized for the longest one) has no partials: it only
     # arrives at the counter, and the combine reads live splits only
     busy = lo < rows
     if KV_NEW:
         busy = busy | (sp == NS)
     if busy:
-        qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-        q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
-                          COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
+        if not EARLY_KV:
+            qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+            q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+                              COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
         m_i = tl.full([GP], -1.0e30, tl.float32)
         l_i = tl.zeros([GP], tl.float32)
         acc = tl.zeros([GP, DP], tl.float32)
@@ -198,11 +202,11 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
 
 
 def early_kv_safe(k: Kernel, ctx: EmitContext, kv_buffers: set[str], index_buffers: set[str]) -> bool:
-    """Whether a decode step's attention may read its slots, positions and old cache rows before
+    """Whether a decode step's attention may read q, its slots, positions and old cache rows before
     its griddepcontrol.wait. Those loads may overlap the launch before it (earlier ones are done:
-    that launch waited for them before letting this one start): it must write neither the slots
-    nor the positions, and the cache only as a kv_store does (a decode step's new rows). The
-    first kernel of a program follows launches it cannot see."""
+    that launch waited for them before letting this one start): it must write neither q, the
+    slots nor the positions, and the cache only as a kv_store does (a decode step's new rows).
+    The first kernel of a program follows launches it cannot see."""
     kernels = list(ctx.program.kernels)
     i = next((j for j, x in enumerate(kernels) if x.name == k.name), 0)
     if i == 0:

@@ -50,7 +50,7 @@ def test_with_pdl_the_kv_store_still_writes_every_step():
 
 @pytest.mark.parametrize("decode_step", [True, False])
 def test_decode_attention_loading_old_rows_before_the_wait_matches_the_reference(decode_step, monkeypatch):
-    """EARLY_KV: the first chunk of each split's old rows is loaded before the wait and the token's
+    """EARLY_KV: q and the first chunk of each split's old rows are loaded before the wait, the token's
     own row (written by the kv_store just before) merged in after it. Small chunks and splits so the
     new row falls in a split's first chunk, in a later chunk, and alone at position 0."""
     import braze.codegen.triton.attention as attention
