@@ -15,6 +15,8 @@ M; each (function, constexpr config) compiles once):
       a [BLOCK_N, BLOCK_K] float32 tile elementwise and reduces it once at the end; BLOCK_M == 16
       uses tl.dot (tensor cores do the little compute there is). SPLIT_K > 1 writes float32
       partials to a workspace [SPLIT_K, M, N] and KERNEL_splitk sums them and applies the epilogue.
+      With module.EARLY_WEIGHTS a program loads its first weight chunk (a weight buffer's: no
+      kernel writes one) before griddepcontrol.wait, peeled out of the K loop.
   KERNEL_gemm (M > GEMV_MAX_M)  1-d grid of BLOCK_M x BLOCK_N tiles in GROUP_M-grouped order; a
       first loop over K computes the row reductions of the tile's rows, the main loop computes the
       A tile by the prologue, casts it to the weight dtype and accumulates tl.dot in float32
@@ -44,6 +46,7 @@ from braze.codegen.triton.invariant import invariant_matmul_config
 from braze.codegen.triton.matmul_config import (  # noqa: F401  (re-exported: tests and benches use mm.*)
     ELEM_BYTES, GEMV_MAX_M, M_BUCKETS, NUM_SMS, MatmulConfig, matmul_config)
 from braze.codegen.triton.matmul_library import WORKSPACE_HELPER, library_eligible, library_launch, library_sources
+from braze.codegen.triton.matmul_prologue import factor_row_scale
 from braze.codegen.triton.module import WAIT_MARKER, EmitContext, EmittedKernel
 from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
 from braze.codegen.triton.prefetch import PARAMETERS as PREFETCH_PARAMETERS
@@ -101,43 +104,6 @@ def _weight_index(kernel: Kernel) -> int:
 
 def _uses_rowred(e: Expr | None) -> bool:
     return e is not None and any(x.op == "rowred" for x in e.walk())
-
-
-def factor_row_scale(prologue: Expr) -> tuple[Expr, Expr] | None:
-    """Split A[m, k] = scale(m) * rest(m, k) when the prologue is a product whose factors are either
-    row-only (reductions and constants: RMSNorm's rsqrt) or reduction-free; None otherwise.
-
-    The scale then moves past the dot product (acc * scale), so the GEMV computes the reductions in
-    the same pass over K as the product instead of a pass before it. Casts between the factors are
-    looked through: the bf16 rounding of x * rsqrt(...) is skipped (the result is closer to exact,
-    as Inductor's fused upcasts are).
-    """
-    factors: list[Expr] = []
-
-    def flatten(e: Expr) -> None:
-        if e.op == "cast":
-            flatten(e.args[0])
-        elif e.op == "mul":
-            flatten(e.args[0])
-            flatten(e.args[1])
-        else:
-            factors.append(e)
-    flatten(prologue)
-    scale, rest = [], []
-    for f in factors:
-        ops = {x.op for x in f.walk()}
-        if "rowred" in ops and "load" in ops:
-            return None
-        (scale if "rowred" in ops else rest).append(f)
-    if not scale or not rest:
-        return None
-
-    def product(fs: list[Expr]) -> Expr:
-        out = fs[0]
-        for f in fs[1:]:
-            out = Expr("mul", (out, f))
-        return out
-    return product(scale), product(rest)
 
 
 class _Gen:
