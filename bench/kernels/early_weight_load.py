@@ -26,6 +26,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from braze.bench.ceilings import measure_copy_bandwidth  # noqa: E402
 from braze.bench.suite.kernels import graphed  # noqa: E402
+from braze.codegen.triton.matmul_config import matmul_config  # noqa: E402
 
 LAYER = [(2048, 2560), (2048, 2048), (2048, 11264), (5632, 2048)]  # (K, N), TinyLlama
 LAYERS = 22
@@ -61,11 +62,10 @@ def gemv(x, w, scale, out, N, K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: t
 
 
 def config(K: int, N: int, wdtype: torch.dtype) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, warps): braze's decode GEMV heuristic for these shapes."""
-    if wdtype == torch.bfloat16:
-        return (4, 2048, 8) if K % 2048 else (2, 2048, 4)
-    bn = max(1, min(8, N // 1280))  # int8: ~1,280 programs or more
-    return bn, 2048, 4
+    """(BLOCK_N, BLOCK_K, warps): braze's decode GEMV heuristic for this shape (no split-K: N fills
+    the machine at every shape here)."""
+    c = matmul_config(1, N, K, "bfloat16", weight_bytes=None if wdtype == torch.bfloat16 else 1.0)
+    return c.block_n, c.block_k, c.num_warps
 
 
 def build(wdtype: torch.dtype):

@@ -9,8 +9,9 @@ nothing, and one more program per (token, kv head) takes the token's own row fro
 input (rotating k), writes it into the cache and adds its partial to the splits' (_braze_attn_new_row).
 
 The kernels are fixed library functions (module-level helpers shared by every attention kernel of
-the program; the decode kernel's are in attention_decode.py); the layout of each operand (offsets and element strides of its View) reaches them as
-constexpr arguments, so a strided q (a column slice of a fused qkv) costs nothing.
+the program; the decode kernel's are in attention_decode.py); the layout of each operand (offsets
+and element strides of its View) reaches them as constexpr arguments, so a strided q (a column
+slice of a fused qkv) costs nothing.
 
 Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H). A tile of BM consecutive tokens loops over
 the distinct slots among its rows (one pass in the common case of a run of one sequence's

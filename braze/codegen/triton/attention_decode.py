@@ -34,9 +34,13 @@ def _braze_attn_tile(acc, l_i, m_i, q, kt, v, cmask, qk_scale, FP32: tl.constexp
 
 
 @triton.jit
-def _braze_decode_split(n, sp, NS, KV_NEW: tl.constexpr, SPLIT: tl.constexpr, BN: tl.constexpr):
-    """Split sp of a token with n context rows: (cache rows the splits read, rows a split, splits
-    holding rows, its first row, its end)."""
+def _braze_decode_token(SLOTS, POS, t, sp, NS, C, SL_OFF: tl.constexpr, SL_ST: tl.constexpr,
+                        PO_OFF: tl.constexpr, PO_ST: tl.constexpr, KV_NEW: tl.constexpr, SPLIT: tl.constexpr,
+                        BN: tl.constexpr):
+    """Token t's slot and context rows n, and its split sp: (slot, n, cache rows the splits read,
+    splits holding rows, the split's first row, its end)."""
+    slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
+    n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
     rows = n  # the cache rows the NS splits read
     if KV_NEW:  # the token's own row is not in the cache yet: one more program (sp == NS) takes it
         rows = n - 1
@@ -45,7 +49,7 @@ def _braze_decode_split(n, sp, NS, KV_NEW: tl.constexpr, SPLIT: tl.constexpr, BN
     else:
         per = tl.maximum(tl.cdiv(tl.cdiv(rows, NS), BN) * BN, BN)
     lo = sp * per
-    return rows, per, tl.cdiv(rows, per), lo, tl.minimum(lo + per, rows)
+    return slot, n, rows, tl.cdiv(rows, per), lo, tl.minimum(lo + per, rows)
 
 
 @triton.jit
@@ -113,9 +117,8 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
     heads = kvh * GROUP + g
     if EARLY_KV:  # a decode step after a kernel that writes neither q, slots, positions nor old rows
         # before the wait: q, and the first chunk of the split's rows below the token's own
-        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
+        slot, n, rows, used, lo, hi = _braze_decode_token(SLOTS, POS, t, sp, NS, C, SL_OFF, SL_ST, PO_OFF, PO_ST,
+                                                          KV_NEW, SPLIT, BN)
         q = _braze_load_q(Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH, d[None, :], Q_SC,
                           gmask[:, None] & dmask[None, :] & (d[None, :] * 0 + lo < rows), heads[:, None] < ROPE, n - 1,
                           COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
@@ -127,9 +130,8 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
                      mask=old[:, None] & dmask[None, :], other=0.0)
     # griddepcontrol.wait
     if not EARLY_KV:
-        slot = tl.load(SLOTS + SL_OFF + t * SL_ST).to(tl.int64)
-        n = tl.minimum(tl.load(POS + PO_OFF + t * PO_ST).to(tl.int32) + 1, C)
-        rows, per, used, lo, hi = _braze_decode_split(n, sp, NS, KV_NEW, SPLIT, BN)
+        slot, n, rows, used, lo, hi = _braze_decode_token(SLOTS, POS, t, sp, NS, C, SL_OFF, SL_ST, PO_OFF, PO_ST,
+                                                          KV_NEW, SPLIT, BN)
     # a split past the context (the grid is sized for the longest one) has no partials: it only
     # arrives at the counter, and the combine reads live splits only
     busy = lo < rows

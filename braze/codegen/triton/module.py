@@ -40,14 +40,14 @@ PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 # newer, with PDL). BRAZE_L2_PREFETCH=0 or braze.codegen.triton.module.L2_PREFETCH = False turns it off.
 L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
 
-# A GEMV loads its first weight chunk first, above its griddepcontrol.wait with PDL: weights are
-# constants no kernel of the program writes, so the first wave's weight bytes can move during the
+# A GEMV loads its first weight chunk above its griddepcontrol.wait: weights are constants no
+# kernel of the program writes, so with PDL the first wave's weight bytes can move during the
 # kernel before's tail (without PDL the loads are only issued first). Off until measured on a GPU:
 # BRAZE_EARLY_WEIGHTS=1 or braze.codegen.triton.module.EARLY_WEIGHTS = True turns it on.
 EARLY_WEIGHTS = os.environ.get("BRAZE_EARLY_WEIGHTS", "0") == "1"
-# Likewise a decode attention loads its slot, position and the first chunk of its old cache rows
+# Likewise a decode attention loads q, its slot, position and the first chunk of its old cache rows
 # (written by earlier steps) above the wait, where the kernel before writes none of them
-# (attention.py). Off until measured on a GPU: BRAZE_EARLY_KV=1 turns it on.
+# (attention_decode.py). Off until measured on a GPU: BRAZE_EARLY_KV=1 turns it on.
 EARLY_KV = os.environ.get("BRAZE_EARLY_KV", "0") == "1"
 
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
@@ -69,7 +69,7 @@ class EmitContext:
     pdl: bool = False  # kernels launch with programmatic dependent launch (emit_module decides)
     l2_prefetch: bool = False  # the GPU has bulk L2 prefetch (braze/passes/prefetch.py's tags honoured with PDL)
     early_weights: bool = False  # GEMVs load their first weight chunk above the WAIT_MARKER (EARLY_WEIGHTS)
-    early_kv: bool = False  # decode attentions load their old cache rows above it (EARLY_KV)
+    early_kv: bool = False  # decode attentions load q and their old cache rows above it (EARLY_KV)
 
     def decode_rows(self, kernel: Kernel) -> bool:
         """Kernel is one of a kv_store / attention pair tagged by braze/passes/decode_rows.py whose
