@@ -55,26 +55,19 @@ def test_triton_quantized_matmul(method, dtype, tol, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["int8", "int4-rtn-g32"])
-def test_triton_quantized_gemv_loads_its_first_chunk_and_scales_early(method, monkeypatch):
-    """BRAZE_EARLY_WEIGHTS: the packed bytes and the group scales (and mins) of the first chunk
-    are loaded above the wait, and the GEMV computes what it does without."""
+def test_triton_quantized_gemv_loads_no_weights_above_the_wait(method):
+    """EARLY_WEIGHTS is for float weights: a packed GEMV loads its bytes and group scales after
+    griddepcontrol.wait (early, its decode step measured slower on an H100)."""
     pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    import braze.codegen.triton.module as triton_module
     from braze.codegen.triton.matmul import emit_matmul
     from braze.codegen.triton.module import EmitContext, _wait_for_previous_kernel
     program = _program(method, "float32")
     kernel = next(k for k in program.kernels if k.attr("quant"))
     jit = emit_matmul(kernel, EmitContext(program, pdl=True, early_weights=True)).jit
     gemv = _wait_for_previous_kernel(jit, {"KERNEL"}).split("def KERNEL_gemm(")[0]
-    raw = ["qb_first", "sg_first", "mg_first"] if method.startswith("int4") else ["qw_first", "sg_first"]
-    assert all(gemv.index(f"{name} = tl.load(") < gemv.index("gdc_wait()") for name in raw)
-    x = torch.randn(3, K, generator=torch.Generator().manual_seed(1))
-    outs = []
-    for flag in (True, False):
-        monkeypatch.setattr(triton_module, "EARLY_WEIGHTS", flag)
-        outs.append(Executable(program, backend="triton", device="cpu").run({"x": x}))
-    assert all(torch.equal(outs[0][name], outs[1][name]) for name in outs[0])
+    raw = "qb = tl.load(" if method.startswith("int4") else "qw = tl.load("
+    assert "_first" not in gemv
+    assert gemv.index("gdc_wait()") < gemv.index(raw) and gemv.index("gdc_wait()") < gemv.index("sg = tl.load(")
 
 
 @pytest.mark.gpu

@@ -15,8 +15,8 @@ M; each (function, constexpr config) compiles once):
       a [BLOCK_N, BLOCK_K] float32 tile elementwise and reduces it once at the end; BLOCK_M == 16
       uses tl.dot (tensor cores do the little compute there is). SPLIT_K > 1 writes float32
       partials to a workspace [SPLIT_K, M, N] and KERNEL_splitk sums them and applies the epilogue.
-      With module.EARLY_WEIGHTS a program loads its first weight chunk (a weight buffer's: no
-      kernel writes one) before griddepcontrol.wait, peeled out of the K loop.
+      With module.EARLY_WEIGHTS (on by default) a program loads its first chunk of float weights (a
+      weight buffer's: no kernel writes one) before griddepcontrol.wait, peeled out of the K loop.
   KERNEL_gemm (M > GEMV_MAX_M)  1-d grid of BLOCK_M x BLOCK_N tiles in GROUP_M-grouped order; a
       first loop over K computes the row reductions of the tile's rows, the main loop computes the
       A tile by the prologue, casts it to the weight dtype and accumulates tl.dot in float32

@@ -40,15 +40,17 @@ PDL = os.environ.get("BRAZE_PDL", "1") != "0"
 # newer, with PDL). BRAZE_L2_PREFETCH=0 or braze.codegen.triton.module.L2_PREFETCH = False turns it off.
 L2_PREFETCH = os.environ.get("BRAZE_L2_PREFETCH", "1") != "0"
 
-# A GEMV loads its first weight chunk above its griddepcontrol.wait: weights are constants no
-# kernel of the program writes, so with PDL the first wave's weight bytes can move during the
-# kernel before's tail (without PDL the loads are only issued first). Off until measured on a GPU:
-# BRAZE_EARLY_WEIGHTS=1 or braze.codegen.triton.module.EARLY_WEIGHTS = True turns it on.
-EARLY_WEIGHTS = os.environ.get("BRAZE_EARLY_WEIGHTS", "0") == "1"
+# A GEMV of float weights loads its first weight chunk above its griddepcontrol.wait: weights are
+# constants no kernel of the program writes, so with PDL the first wave's weight bytes move during
+# the kernel before's tail. TinyLlama bf16 decode step on an H100 (bench/results/early-loads-h100.jsonl):
+# 1.043 -> 0.990 ms. Quantized GEMVs do not (matmul_quant.py: int4 0.863 -> 0.930 ms).
+# BRAZE_EARLY_WEIGHTS=0 or braze.codegen.triton.module.EARLY_WEIGHTS = False turns it off.
+EARLY_WEIGHTS = os.environ.get("BRAZE_EARLY_WEIGHTS", "1") != "0"
 # Likewise a decode attention loads q, its slot, position and the first chunk of its old cache rows
 # (written by earlier steps) above the wait, where the kernel before writes none of them
-# (attention_decode.py). Off until measured on a GPU: BRAZE_EARLY_KV=1 turns it on.
-EARLY_KV = os.environ.get("BRAZE_EARLY_KV", "0") == "1"
+# (attention_decode.py): 1.043 -> 1.027 ms alone, 0.990 -> 0.985 ms with the early weights.
+# BRAZE_EARLY_KV=0 turns it off.
+EARLY_KV = os.environ.get("BRAZE_EARLY_KV", "1") != "0"
 
 # The launchers' `s` also carries this flag, true when every token of the step is the only new one
 # of its sequence (the engine's decode CUDA graphs): a kv_store and attention pair that
