@@ -115,12 +115,13 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
     g = tl.arange(0, GP)
     gmask = g < GROUP
     heads = kvh * GROUP + g
+    qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
+    qmask = gmask[:, None] & dmask[None, :]
     if EARLY_KV:  # a decode step after a kernel that writes neither q, slots, positions nor old rows
         # before the wait: q, and the first chunk of the split's rows below the token's own
         slot, n, rows, used, lo, hi = _braze_decode_token(SLOTS, POS, t, sp, NS, C, SL_OFF, SL_ST, PO_OFF, PO_ST,
                                                           KV_NEW, SPLIT, BN)
-        q = _braze_load_q(Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH, d[None, :], Q_SC,
-                          gmask[:, None] & dmask[None, :] & (d[None, :] * 0 + lo < rows), heads[:, None] < ROPE, n - 1,
+        q = _braze_load_q(qrow, d[None, :], Q_SC, qmask & (d[None, :] * 0 + lo < rows), heads[:, None] < ROPE, n - 1,
                           COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
         cols0 = lo + tl.arange(0, BN)
         old = cols0 < tl.minimum(hi, n - 1)
@@ -139,8 +140,7 @@ def _braze_attn_decode(Q, K, V, SLOTS, POS, PO, PL, CNT, O, COS, SIN, X, C, NS, 
         busy = busy | (sp == NS)
     if busy:
         if not EARLY_KV:
-            qrow = Q + Q_OFF + t.to(tl.int64) * Q_ST + heads[:, None] * Q_SH
-            q = _braze_load_q(qrow, d[None, :], Q_SC, gmask[:, None] & dmask[None, :], heads[:, None] < ROPE, n - 1,
+            q = _braze_load_q(qrow, d[None, :], Q_SC, qmask, heads[:, None] < ROPE, n - 1,
                               COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
         m_i = tl.full([GP], -1.0e30, tl.float32)
         l_i = tl.zeros([GP], tl.float32)

@@ -61,16 +61,11 @@ class QuantGen(_Gen):
 
     def raw_loads(self, masked: bool, indent: str, suffix: str = "") -> list[str]:
         """The chunk's weights as stored: int4 its BLOCK_K/2 bytes per row (qb), int8 / fp8 its
-        BLOCK_K values (qw); then its group scales (sg) and mins (mg)."""
+        BLOCK_K values (qw). Group scales and mins load with their conversion (group_values)."""
         if self.format == "int4":
             hmask = f", mask={HALF_COLUMNS} < K // 2, other=0" if masked else ""
-            lines = [f"{indent}qb{suffix} = tl.load(bp + {HALF_COLUMNS}{hmask})"]
-        else:
-            lines = [f"{indent}qw{suffix} = tl.load(bp + kk{', mask=kmask, other=0.0' if masked else ''})"]
-        lines += self.group_loads("sg" + suffix, "sp", masked, indent)
-        if self.mins >= 0:
-            lines += self.group_loads("mg" + suffix, "mp", masked, indent)
-        return lines
+            return [f"{indent}qb{suffix} = tl.load(bp + {HALF_COLUMNS}{hmask})"]
+        return [f"{indent}qw{suffix} = tl.load(bp + kk{', mask=kmask, other=0.0' if masked else ''})"]
 
     def dequant_lines(self, masked: bool, indent: str) -> list[str]:
         """Lines computing b [BLOCK_N, BLOCK_K] (float32) for the columns kk of the rows at bp/sp/mp."""
@@ -80,37 +75,31 @@ class QuantGen(_Gen):
                          "(BLOCK_N, BLOCK_K))")
         else:
             lines.append(f"{indent}q = qw.to(tl.float32)")
-        lines += self.group_values("s", indent)
+        lines += self.group_values("s", "sp", masked, indent)
         if self.format == "int4" and self.mins >= 0:
-            lines += self.group_values("m", indent) + [f"{indent}b = q * s + m"]
+            lines += self.group_values("m", "mp", masked, indent) + [f"{indent}b = q * s + m"]
         elif self.format == "int4":
             lines.append(f"{indent}b = (q - 8.0) * s")
         else:
             lines.append(f"{indent}b = q * s")
         return lines
 
-    def group_loads(self, name: str, ptr: str, masked: bool, indent: str) -> list[str]:
-        """`name`: the chunk's group values (scales or mins) from ptr's rows, as stored. A chunk
-        holding whole groups loads BLOCK_K/group values a row; a chunk inside one group (group a
-        multiple of BLOCK_K, or one group per row) one a row; else one per column."""
+    def group_values(self, name: str, ptr: str, masked: bool, indent: str) -> list[str]:
+        """`name` [BLOCK_N, BLOCK_K]: each column's group value (scale or min) from ptr's rows. A chunk
+        holding whole groups loads BLOCK_K/group values and broadcasts them; a chunk inside one group
+        (group a multiple of BLOCK_K, or one group per row) loads one per row; else one per column."""
         g, k = self.group, self.k_dim
         ngroups = -(-k // g)
         mask = f", mask=(k0 // {g} + tl.arange(0, BLOCK_K // {g}))[None, :] < {ngroups}, other=0.0" if masked else ""
         kmask = ", mask=kmask, other=0.0" if masked else ""
         return [f"{indent}if BLOCK_K % {g} == 0:",
-                f"{indent}    {name} = tl.load({ptr} + (k0 // {g} + tl.arange(0, BLOCK_K // {g}))[None, :]{mask})",
-                f"{indent}elif {g} % BLOCK_K == 0 or {g} >= {k}:",
-                f"{indent}    {name} = tl.load({ptr} + k0 // {g})",
-                f"{indent}else:",
-                f"{indent}    {name} = tl.load({ptr} + kk // {g}{kmask})"]
-
-    def group_values(self, name: str, indent: str) -> list[str]:
-        """`name` [BLOCK_N, BLOCK_K] in float32 from the loaded `name`g (group_loads' forms)."""
-        return [f"{indent}if BLOCK_K % {self.group} == 0:",
+                f"{indent}    {name}g = tl.load({ptr} + (k0 // {g} + tl.arange(0, BLOCK_K // {g}))[None, :]{mask})",
                 f"{indent}    {name} = tl.reshape(tl.broadcast_to({name}g.to(tl.float32)[:, :, None], "
-                f"(BLOCK_N, BLOCK_K // {self.group}, {self.group})), (BLOCK_N, BLOCK_K))",
+                f"(BLOCK_N, BLOCK_K // {g}, {g})), (BLOCK_N, BLOCK_K))",
+                f"{indent}elif {g} % BLOCK_K == 0 or {g} >= {k}:",
+                f"{indent}    {name} = tl.load({ptr} + k0 // {g}).to(tl.float32)",
                 f"{indent}else:",
-                f"{indent}    {name} = {name}g.to(tl.float32)"]
+                f"{indent}    {name} = tl.load({ptr} + kk // {g}{kmask}).to(tl.float32)"]
 
     def _chunk_product(self, a: str, masked: bool, update: str, indent: str) -> list[str]:
         if masked:
