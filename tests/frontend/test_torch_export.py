@@ -111,14 +111,22 @@ def test_scaled_dot_product_attention_is_braze_attention(causal):
     assert "attention" in [k.kind for k in fast.program.kernels]
 
 
-def test_attention_block_through_the_triton_kernels():
-    """The same attention through the Triton backend (the interpreter on a machine without a GPU)."""
+@pytest.mark.parametrize("seq", [6, 20], ids=["decode_splits", "prefill_tiles"])
+def test_attention_block_through_the_triton_kernels(seq):
+    """The same attention through the Triton backend (the interpreter on a machine without a GPU).
+    Two prompts of 6 tokens (12 rows) take the split-KV decode kernel; of 20 (40 rows, tiles
+    straddling the two prompts), the prefill kernel: a module's slots are constants, so past 16 rows
+    it never stands for many sequences' single decode tokens."""
+    from braze.codegen.triton import attention as attn_mod
+    from braze.codegen.triton import emit_module
+
     torch.manual_seed(0)
     module = Attention(True).eval()
-    x = torch.randn(2, 6, 32)
+    x = torch.randn(2, seq, 32)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     fast = compile_module(module.to(device), x.to(device), device=device, backend="triton")
     torch.testing.assert_close(fast(x.to(device)).cpu(), module(x.to(device)).cpu(), atol=1e-4, rtol=1e-4)
+    assert f"if T <= {attn_mod.PROMPT_DECODE_MAX_T}:" in emit_module(fast.program)
 
 
 class HandWrittenAttention(nn.Module):

@@ -47,6 +47,11 @@ LOG2E = 1.4426950408889634
 # Tuning knobs (read when the program is emitted; they are baked into its source).
 DECODE_MAX_T = 128         # T at or below this takes the split-KV decode path (a decode step of
                            # 64 sequences through the prefill kernel: 290 us, one pass per slot)
+PROMPT_DECODE_MAX_T = 16   # the same bound where the slots are constants (a module's SDPA: each batch
+                           # row is one prompt, never many sequences' single tokens): the prefill
+                           # tiles by prompt length beat the decode splits past 16 rows (kernel suite,
+                           # H100: 32 tokens 7.0 vs 8.7 us at D 64, 6.5 vs 9.3 at D 128; 128 tokens
+                           # 9.1 vs 11.4 and 10.1 vs 14.0)
 DECODE_BN = 64             # cache rows per inner step of a decode program
 DECODE_WARPS, DECODE_STAGES = 4, 2
 DECODE_MIN_ROWS_PER_SPLIT = 128   # bounds the number of splits by the cache length
@@ -301,7 +306,9 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     t_bound = tdim if isinstance(tdim, int) else int(ctx.program.symbols[tdim])
     c_bound = cdim if isinstance(cdim, int) else int(ctx.program.symbols[cdim])
     ns_max = max(1, min(DECODE_MAX_SPLITS, _cdiv(c_bound, DECODE_MIN_ROWS_PER_SPLIT)))
-    decode_rows = max(1, min(t_bound, DECODE_MAX_T))
+    const_slots = ctx.program.buffer(slots.buffer).kind == "weight"
+    decode_max_t = PROMPT_DECODE_MAX_T if const_slots else DECODE_MAX_T
+    decode_rows = max(1, min(t_bound, decode_max_t))
     qk_scale = float(k.attr("scale")) * LOG2E
 
     def strides(v, n):
@@ -341,7 +348,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
         f"    if T == 0:\n        return\n"
-        f"    if T <= {DECODE_MAX_T}:\n"
+        f"    if T <= {decode_max_t}:\n"
         f"        device = {o}.device\n"
         f"        ns = max(1, min({max(1, ns_max - writes_rows)}, "
         f"triton.cdiv({dec['programs_per_sm']} * _braze_sm_count(device), T * {hkv})))\n"
