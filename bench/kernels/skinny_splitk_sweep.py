@@ -109,7 +109,7 @@ class _ReadFlush:
         self.out = torch.empty((), dtype=torch.float32, device="cuda")
 
     def zero_(self):  # the name gpu_us calls
-        torch.sum(self.buf, out=self.out)
+        torch.sum(self.buf, dim=0, out=self.out)
 
 
 def launcher(a, w, c, cfg: dict):
@@ -136,7 +136,7 @@ def candidates(M: int, N: int, K: int, sms: int) -> list[dict]:
     out = []
     # pruned by what a weight stream needs: 16-byte rows of 128-256 weights in flight, one M tile
     # (M <= 32) or two; swap needs 64+ weight rows for the MMA's M side
-    bms = [32] if M <= 32 else [64, 128]
+    bms = [16] if M <= 16 else [32] if M <= 32 else [64, 128]
     for bm, bn, bk, swap in itertools.product(bms, (32, 64, 128), (128, 256), (False, True)):
         if K % bk or (swap and bn < 64):
             continue
