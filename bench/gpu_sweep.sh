@@ -47,7 +47,7 @@ PY
              ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
-               --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} \
+               --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} ${KSUITE_CASES:+--cases $KSUITE_CASES} \
                --kernel-peers ${KSUITE_PEERS:-braze,eager,compile,max-autotune} --merge --out "$OUT/kernels-cuda.json" 2>&1 | tail -70 ;;
     suite)   timeout 400 python3 -m braze.bench.suite --device cuda --models ${SUITE_MODELS:-tinyllama-1.1b} --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
   esac
