@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -10,7 +10,8 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 steps=${*:-tests kernels decode}
 for step in $steps; do
   case $step in
-    tests)   timeout 200 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
+    tests)   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py tests/bench/test_int4_revsplitk.py \
+               tests/frontend/test_torch_export.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
     kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40 ;;
     sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
     attention)
@@ -45,6 +46,9 @@ for (quant, early), ms in sorted(runs.items()):
     print(f"{quant} weights={early[0]} kv={early[1]}: step {statistics.median(ms):.4f} ms (runs {ms})")
 PY
              ;;
+    revsplitk)  # the int4 GEMV forms, the one-launch revsplitK with the model's fusion among them
+             timeout 400 python3 bench/kernels/int4_gemv_variants.py --kernels revsplitk,int4 --out "$OUT/int4-gemv-revsplitk.json" 2>&1 | tail -40 ;;
+    skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
                --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} ${KSUITE_CASES:+--cases $KSUITE_CASES} \
