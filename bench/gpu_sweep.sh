@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -48,6 +48,13 @@ PY
              ;;
     revsplitk)  # the int4 GEMV forms, the one-launch revsplitK with the model's fusion among them
              timeout 400 python3 bench/kernels/int4_gemv_variants.py --kernels revsplitk,int4 --out "$OUT/int4-gemv-revsplitk.json" 2>&1 | tail -40 ;;
+    rsstep)  # the int4 decode step with the generated revsplitK GEMVs (BRAZE_INT4_REVSPLITK=1) and without, alternating
+             for f in 0 1 0 1; do
+               BRAZE_INT4_REVSPLITK=$f timeout 150 python3 bench/kernels/decode_profile.py --quant int4-rtn-g128 --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['revsplitk'] = $f; print(json.dumps(d))" >> "$OUT/revsplitk-step.jsonl" \
+                 || tail -20 /tmp/dp.log
+               echo "revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
+             done ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \

@@ -86,22 +86,73 @@ def _magic(wb, SHIFT: tl.constexpr):
 
 
 @triton.jit
+def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K: tl.constexpr,
+               HAS_MINS: tl.constexpr, MAGIC: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr):
+    """The [BLOCK_N] column sums of one chunk: xk [BLOCK_K] (float32, zero past K) against the
+    chunk's K-major words at rows k0 / 8 .. (k0 + BLOCK_K) / 8, scaled (and shifted) by its group."""
+    R: tl.constexpr = BLOCK_K // 8
+    rows = k0 // 8 + tl.arange(0, R)
+    wp = w + rows.to(tl.int64)[:, None] * N + cols[None, :]
+    if EVEN_N and EVEN_K:
+        wv = tl.load(wp)
+    else:
+        wv = tl.load(wp, mask=(rows[:, None] < K // 8) & nmask[None, :], other=0)
+    x0, x1, x2, x3, x4, x5, x6, x7 = _split8(xk, R)
+    if MAGIC:
+        # nibbles 0-3 masked in place (q * 16^i, so x is scaled by 16^-i: exact), 4-7 the
+        # same after one shift by 16 (the sign bits it drags in are masked off). One running
+        # sum, so each weight is LOP3 + FADD + FFMA.
+        wb = wv | 0x4B000000
+        wh = (wv >> 16) | 0x4B000000
+        d = _magic(wb, 0) * x0[:, None]
+        d += _magic(wb, 4) * (x1 * 0.0625)[:, None]
+        d += _magic(wb, 8) * (x2 * 0.00390625)[:, None]
+        d += _magic(wb, 12) * (x3 * 0.000244140625)[:, None]
+        d += _magic(wh, 0) * x4[:, None]
+        d += _magic(wh, 4) * (x5 * 0.0625)[:, None]
+        d += _magic(wh, 8) * (x6 * 0.00390625)[:, None]
+        d += _magic(wh, 12) * (x7 * 0.000244140625)[:, None]
+    else:
+        # logical shifts (uint32), so each nibble is a shift + and, not a sign-extending extract
+        wu = wv.to(tl.uint32, bitcast=True)
+        d = (wu & 15).to(tl.float32) * x0[:, None]
+        d += ((wu >> 4) & 15).to(tl.float32) * x1[:, None]
+        d += ((wu >> 8) & 15).to(tl.float32) * x2[:, None]
+        d += ((wu >> 12) & 15).to(tl.float32) * x3[:, None]
+        d += ((wu >> 16) & 15).to(tl.float32) * x4[:, None]
+        d += ((wu >> 20) & 15).to(tl.float32) * x5[:, None]
+        d += ((wu >> 24) & 15).to(tl.float32) * x6[:, None]
+        d += (wu >> 28).to(tl.float32) * x7[:, None]
+    dot = tl.sum(d, axis=0)             # over the chunk's rows: in registers (R is per thread)
+    xsum = tl.sum(xk, axis=0)
+    # BLOCK_K divides GROUP: the whole chunk has one scale and one min per column
+    # a chunk past K (last program of a ragged K) reads the last group: its x and q are 0
+    gp = (tl.minimum(k0, K - 1) // GROUP) * N + cols
+    if EVEN_N:
+        sc = tl.load(s + gp).to(tl.float32)
+    else:
+        sc = tl.load(s + gp, mask=nmask, other=0.0).to(tl.float32)
+    if HAS_MINS:
+        if EVEN_N:
+            mn = tl.load(m + gp).to(tl.float32)
+        else:
+            mn = tl.load(m + gp, mask=nmask, other=0.0).to(tl.float32)
+        part = sc * dot + mn * xsum
+    else:
+        part = sc * (dot - 8.0 * xsum)
+    return part
+
+
+@triton.jit
 def _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_K: tl.constexpr, STEPS: tl.constexpr, HAS_MINS: tl.constexpr, MAGIC: tl.constexpr,
                 EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, PROLOGUE: tl.constexpr):
     """Column sums [BLOCK_N] of x[k] * w[n, k] over this program's K slice (STEPS chunks), with x
     taken through PROLOGUE: 0 as it is, 1 times g (RMSNorm without its row scale), 2 SiLU(x) * up."""
-    R: tl.constexpr = BLOCK_K // 8
     acc = tl.zeros([BLOCK_N], tl.float32)
     for st in tl.static_range(STEPS):
         k0 = (tl.program_id(1) * STEPS + st) * BLOCK_K
-        rows = k0 // 8 + tl.arange(0, R)
-        wp = w + rows.to(tl.int64)[:, None] * N + cols[None, :]
         kk = k0 + tl.arange(0, BLOCK_K)
-        if EVEN_N and EVEN_K:
-            wv = tl.load(wp)
-        else:
-            wv = tl.load(wp, mask=(rows[:, None] < K // 8) & nmask[None, :], other=0)
         if EVEN_K:
             xk = tl.load(x + kk).to(tl.float32)
         else:
@@ -117,49 +168,7 @@ def _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK
             else:
                 upk = tl.load(up + kk, mask=kk < K, other=0.0).to(tl.float32)
             xk = xk / (1.0 + tl.exp(-xk)) * upk
-        x0, x1, x2, x3, x4, x5, x6, x7 = _split8(xk, R)
-        if MAGIC:
-            # nibbles 0-3 masked in place (q * 16^i, so x is scaled by 16^-i: exact), 4-7 the
-            # same after one shift by 16 (the sign bits it drags in are masked off). One running
-            # sum, so each weight is LOP3 + FADD + FFMA.
-            wb = wv | 0x4B000000
-            wh = (wv >> 16) | 0x4B000000
-            d = _magic(wb, 0) * x0[:, None]
-            d += _magic(wb, 4) * (x1 * 0.0625)[:, None]
-            d += _magic(wb, 8) * (x2 * 0.00390625)[:, None]
-            d += _magic(wb, 12) * (x3 * 0.000244140625)[:, None]
-            d += _magic(wh, 0) * x4[:, None]
-            d += _magic(wh, 4) * (x5 * 0.0625)[:, None]
-            d += _magic(wh, 8) * (x6 * 0.00390625)[:, None]
-            d += _magic(wh, 12) * (x7 * 0.000244140625)[:, None]
-        else:
-            # logical shifts (uint32), so each nibble is a shift + and, not a sign-extending extract
-            wu = wv.to(tl.uint32, bitcast=True)
-            d = (wu & 15).to(tl.float32) * x0[:, None]
-            d += ((wu >> 4) & 15).to(tl.float32) * x1[:, None]
-            d += ((wu >> 8) & 15).to(tl.float32) * x2[:, None]
-            d += ((wu >> 12) & 15).to(tl.float32) * x3[:, None]
-            d += ((wu >> 16) & 15).to(tl.float32) * x4[:, None]
-            d += ((wu >> 20) & 15).to(tl.float32) * x5[:, None]
-            d += ((wu >> 24) & 15).to(tl.float32) * x6[:, None]
-            d += (wu >> 28).to(tl.float32) * x7[:, None]
-        dot = tl.sum(d, axis=0)             # over the chunk's rows: in registers (R is per thread)
-        xsum = tl.sum(xk, axis=0)
-        # BLOCK_K divides GROUP: the whole chunk has one scale and one min per column
-        # a chunk past K (last program of a ragged K) reads the last group: its x and q are 0
-        gp = (tl.minimum(k0, K - 1) // GROUP) * N + cols
-        if EVEN_N:
-            sc = tl.load(s + gp).to(tl.float32)
-        else:
-            sc = tl.load(s + gp, mask=nmask, other=0.0).to(tl.float32)
-        if HAS_MINS:
-            if EVEN_N:
-                mn = tl.load(m + gp).to(tl.float32)
-            else:
-                mn = tl.load(m + gp, mask=nmask, other=0.0).to(tl.float32)
-            acc += sc * dot + mn * xsum
-        else:
-            acc += sc * (dot - 8.0 * xsum)
+        acc += chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP, BLOCK_K, HAS_MINS, MAGIC, EVEN_N, EVEN_K)
     return acc
 
 

@@ -47,6 +47,8 @@ from braze.codegen.triton.matmul_config import (  # noqa: F401  (re-exported: te
     ELEM_BYTES, GEMV_MAX_M, M_BUCKETS, NUM_SMS, MatmulConfig, matmul_config)
 from braze.codegen.triton.matmul_library import WORKSPACE_HELPER, library_eligible, library_launch, library_sources
 from braze.codegen.triton.matmul_prologue import factor_row_scale
+from braze.codegen.triton.matmul_revsplitk import HELPER as REVSPLITK_HELPER
+from braze.codegen.triton.matmul_revsplitk import revsplitk_eligible, revsplitk_launch, revsplitk_source
 from braze.codegen.triton.module import WAIT_MARKER, EmitContext, EmittedKernel
 from braze.codegen.triton.prefetch import HELPER as PREFETCH_HELPER
 from braze.codegen.triton.prefetch import PARAMETERS as PREFETCH_PARAMETERS
@@ -436,6 +438,9 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         src += "\n\n" + library_sources(g)
     if any(c.split_k > 1 for c in configs.values()):
         src += "\n\n" + g.splitk()
+    revsplitk = not invariant and revsplitk_eligible(g)  # int4 at M = 1, BRAZE_INT4_REVSPLITK=1
+    if revsplitk:
+        src += "\n\n" + revsplitk_source(g)
 
     # launcher
     launch = [f"    M = {ctx.numel(g.rows_shape)}", f"    N = {ctx.dim(g.n_dim)}", f"    K = {ctx.dim(g.k_dim)}",
@@ -462,7 +467,9 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         c = configs[mb]
         launch.append(cond(mb, idx == 0))
         tune = f"num_warps={c.num_warps}, num_stages={c.num_stages}"
-        if c.variant == "gemv":
+        if mb == 1 and revsplitk:
+            launch += revsplitk_launch(g, operands, out)
+        elif c.variant == "gemv":
             if c.block_m != 1 and c.block_m < (mb or GEMV_MAX_M):
                 raise CompilationError(f"kernel {k.name}: GEMV BLOCK_M {c.block_m} below bucket {mb}")
             launch += [f"        k_chunk = triton.cdiv(triton.cdiv(K, {c.split_k}), {c.block_k}) * {c.block_k}",
@@ -487,4 +494,6 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     helpers = [WORKSPACE_HELPER] if use_library or any(c.split_k > 1 for c in configs.values()) else []
     if g.prefetch and not invariant:
         helpers.append(PREFETCH_HELPER)
+    if revsplitk:
+        helpers.append(REVSPLITK_HELPER)
     return EmittedKernel(src, "\n".join(launch) + "\n", helpers)

@@ -1,0 +1,152 @@
+"""The int4 decode GEMV (M = 1) in the K-major revsplitK form, generated around the kernel's own
+prologue and epilogue. Off by default until measured on a GPU: BRAZE_INT4_REVSPLITK=1 turns it on.
+
+The N-major int4 GEMV has each program stream a few whole weight rows, re-reading the activation
+row and its prologue inputs per program; on the H100 it reached 24-43% of the int4 byte floor
+(bench/NOTES.md). Here each program takes a [K slice x BLOCK_N columns] tile of a K-major copy of
+the weight (gemv_revsplitk.py: int32 words [K/8, N], scales and mins [G, N], made once per weight
+by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make it):
+
+  slice    the prologue's reduction-free part chunk by chunk (RMSNorm: x * g, its row scale
+           factored out by factor_row_scale; SiLU*mul whole), then chunk_sums adds the chunk's
+           column sums; the tile's sums go to a float32 workspace by atomics.
+  last     the last K slice of each column tile to take an atomic ticket computes the row
+           reductions over the whole row (RMSNorm's sum of squares, RED_K at a time), applies the
+           row scale and the epilogue (residual, bias) through the generator's epilogue_store, then
+           re-zeroes its workspace columns and ticket. One launch: no memset, no cast kernel.
+
+Eligible: int4 weights, a group divisible by the chunk, K % 8 == 0, no L2-prefetch tag, an epilogue
+without row reductions, and a prologue whose reductions (if any) factor out as a row scale.
+"""
+from __future__ import annotations
+
+import os
+
+from braze.codegen.triton.exprs import ExprEmitter
+
+INT4_REVSPLITK = os.environ.get("BRAZE_INT4_REVSPLITK", "0") == "1"
+# one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
+# 256-512 columns and 32-64 weights a program were the fastest stand-alone configs)
+BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
+RED_K = 1024  # the last program's pass over the row for the row reductions
+
+HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums  # noqa: E402,F401  (revsplitK GEMVs)
+
+_braze_kmajor_copies = {}
+_braze_rs_scratch = {}
+
+
+def _braze_kmajor(packed, scales, mins):
+    """The K-major copy of an int4 weight for the revsplitK GEMV: (words int32 [K/8, N], scales
+    [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up runs make it)."""
+    key = (packed.data_ptr(), tuple(packed.shape), scales.data_ptr())
+    got = _braze_kmajor_copies.get(key)
+    if got is None:
+        words = packed.contiguous().view(torch.int32).t().contiguous()
+        got = (words, scales.t().contiguous(), None if mins is None else mins.t().contiguous())
+        _braze_kmajor_copies[key] = got
+    return got
+
+
+def _braze_rs_workspace(device, n, tiles):
+    """Float32 column sums and int32 tickets, zero between revsplitK GEMVs (each leaves them so)."""
+    ws, tickets = _braze_rs_scratch.get(device, (None, None))
+    if ws is None or ws.numel() < n or tickets.numel() < tiles:
+        ws = torch.zeros(max(n, 1 << 16), dtype=torch.float32, device=device)
+        tickets = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+        _braze_rs_scratch[device] = (ws, tickets)
+    return ws, tickets
+'''
+
+
+def revsplitk_eligible(g) -> bool:
+    from braze.codegen.triton.matmul import _uses_rowred
+    k = g.k
+    return (INT4_REVSPLITK and getattr(g, "format", None) == "int4" and g.group % BLOCK_K == 0
+            and g.k_dim % 8 == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
+            and (not k.reductions or g.row_scale is not None))
+
+
+def revsplitk_source(g) -> str:
+    """KERNEL_revsplitk: grid (cdiv(N, BLOCK_N), K slices), one row (M = 1)."""
+    from braze.codegen.triton.matmul import _full, _init
+    k = g.k
+    em = ExprEmitter(lambda i: "", "    ")
+    head = [g.jit(),
+            f"def KERNEL_revsplitk({', '.join(g.args)}, out, ws, tickets, kw, ks, km, {g.sizes()}, "
+            "BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STEPS: tl.constexpr, "
+            "RED_K: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, HAS_MINS: tl.constexpr):",
+            "    pid_n = tl.program_id(0)",
+            "    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
+            "    nmask = cols < N"]
+    body = g.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
+    body += ["    part = tl.zeros([BLOCK_N], tl.float32)",
+             "    for st in tl.static_range(STEPS):",
+             "        k0 = (tl.program_id(1) * STEPS + st) * BLOCK_K",
+             "        kk = (k0 + tl.arange(0, BLOCK_K))[None, :]"]
+    a_expr = g.rest if k.reductions else g.prologue
+    for masked in (False, True):
+        body.append("        else:" if masked else "        if EVEN_K:")
+        ind = "            "
+        if masked:
+            body.append(f"{ind}kmask = kk < K")
+        em.indent, em.load = ind, g._a_load(masked)
+        em.forget_loads()
+        em.lines = []
+        a = em.emit(a_expr)
+        body += em.lines
+        a = _full(a, "(BLOCK_M, BLOCK_K)")
+        body.append(f"{ind}xk = tl.reshape({f'tl.where(kmask, {a}, 0.0)' if masked else a}, (BLOCK_K,))")
+    body += [f"        part += chunk_sums(xk, kw, ks, km, cols, nmask, k0, N, K, {g.group}, BLOCK_K, HAS_MINS, True, "
+             "EVEN_N, EVEN_K)",
+             "    tl.atomic_add(ws + cols, part, mask=nmask, sem='relaxed')",
+             "    # every thread's sums are added before the release; the last arrival reads them all",
+             "    tl.debug_barrier()",
+             "    ticket = tl.atomic_add(tickets + pid_n, 1, sem='acq_rel')",
+             "    if ticket == tl.num_programs(1) - 1:",
+             "        acc = tl.load(ws + cols, mask=nmask, other=0.0, cache_modifier='.cg')[None, :]"]
+    reds = []
+    for j, (op, red) in enumerate(k.reductions):
+        ind = "            "
+        body += [f"        red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)",
+                 "        for r0 in range(0, K, RED_K):",
+                 f"{ind}kk = (r0 + tl.arange(0, RED_K))[None, :]",
+                 f"{ind}kmask = kk < K"]
+        em.indent, em.load = ind, g._a_load(True)
+        em.forget_loads()
+        em.lines = []
+        v = em.emit(red, rowreds=reds)
+        body += em.lines
+        v = f"tl.where(kmask, {_full(v, '(BLOCK_M, RED_K)')}, {_init(op)})"
+        fold = f"red{j} + tl.sum({v}, axis=1)[:, None]" if op == "sum" else \
+            f"tl.maximum(red{j}, tl.max({v}, axis=1)[:, None])"
+        body.append(f"{ind}red{j} = {fold}")
+        reds.append(f"red{j}")
+    g.reds = reds
+    if g.row_scale is not None and k.reductions:
+        em.indent, em.lines = "        ", []
+        scale = em.emit(g.row_scale, rowreds=reds)
+        body += em.lines + [f"        acc = acc * {scale}"]
+    body += g.epilogue_store(em, "acc", "        ")
+    body += ["        tl.store(ws + cols, tl.zeros([BLOCK_N], tl.float32), mask=nmask)",
+             "        tl.atomic_xchg(tickets + pid_n, 0)"]
+    return "\n".join(head + body) + "\n"
+
+
+def revsplitk_launch(g, operands: list[str], out: str, indent: str = "        ") -> list[str]:
+    """The M == 1 launch: the K-major copy (made once), the shared zeroed scratch, one kernel."""
+    from braze.codegen.triton.matmul_library import _window
+    k = g.k
+    w, s = k.operands[g.w], k.operands[g.scales]
+    mins = f"{_window(operands[g.mins], '(N, G)', k.operands[g.mins])}" if g.mins >= 0 else "None"
+    per_program = BLOCK_K * STEPS
+    args = ", ".join(operands + [out])
+    return [f"{indent}G = triton.cdiv(K, {g.group})",
+            f"{indent}kw, ks, km = _braze_kmajor({_window(operands[g.w], '(N, K // 2)', w)}, "
+            f"{_window(operands[g.scales], '(N, G)', s)}, {mins})",
+            f"{indent}tiles = triton.cdiv(N, {BLOCK_N})",
+            f"{indent}ws, tickets = _braze_rs_workspace({out}.device, N, tiles)",
+            f"{indent}KERNEL_revsplitk[(tiles, triton.cdiv(K, {per_program}))]({args}, ws, tickets, kw, ks, "
+            f"ks if km is None else km, M, N, K, BLOCK_M=1, BLOCK_N={BLOCK_N}, BLOCK_K={BLOCK_K}, STEPS={STEPS}, "
+            f"RED_K={RED_K}, EVEN_N=N % {BLOCK_N} == 0, EVEN_K=K % {per_program} == 0, HAS_MINS=km is not None, "
+            f"num_warps={WARPS})"]
