@@ -38,14 +38,17 @@ _braze_rs_scratch = {}
 
 def _braze_kmajor(packed, scales, mins):
     """The K-major copy of an int4 weight for the revsplitK GEMV: (words int32 [K/8, N], scales
-    [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up runs make it)."""
+    [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up runs make it).
+    An entry holds the original tensors' storage: their addresses, the key, cannot be reused by
+    another weight while the copy lives."""
     key = (packed.data_ptr(), tuple(packed.shape), scales.data_ptr())
     got = _braze_kmajor_copies.get(key)
     if got is None:
         words = packed.contiguous().view(torch.int32).t().contiguous()
         got = (words, scales.t().contiguous(), None if mins is None else mins.t().contiguous())
-        _braze_kmajor_copies[key] = got
-    return got
+        _braze_kmajor_copies[key] = (got, packed.untyped_storage(), scales.untyped_storage())
+        return got
+    return got[0]
 
 
 def _braze_rs_workspace(device, n, tiles):
