@@ -22,6 +22,9 @@ M; each (function, constexpr config) compiles once):
       A tile by the prologue, casts it to the weight dtype and accumulates tl.dot in float32
       (float32 weights: input_precision="ieee", so results match float32 references).
 
+With BRAZE_INT4_REVSPLITK=1 an int4 kernel's M = 1 launch is KERNEL_revsplitk instead (K-major
+split-K with the same fusions in one launch, matmul_revsplitk.py).
+
 The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
 constexpr when static (they are for weights). Tunables come from the kernel's `knobs` (braze.tune:
