@@ -311,6 +311,17 @@ def revsplitk_runs(xs, ws, refs, n: int, copies: int) -> list[dict]:
     outs = [torch.empty(n, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
     ws32 = torch.zeros(n, device="cuda")  # one workspace, as a model's GEMVs would share it
     runs = []
+    # the model's fusion for this shape: its extra inputs and the first copy's float reference
+    fusion = MODEL_FUSION.get((k, n))
+    if fusion:
+        gamma = torch.rand(k, device="cuda") + 0.5
+        up = torch.randn(k, device="cuda").bfloat16()
+        res = torch.randn(n, device="cuda").bfloat16()
+        extra = ({"norm_weight": gamma} if fusion == "rmsnorm" else {"up": up, "residual": res})
+        xs0 = xs[0].float()
+        a = (xs0 * torch.rsqrt(xs0.pow(2).mean() + 1e-5) * gamma if fusion == "rmsnorm"
+             else torch.nn.functional.silu(xs0) * up.float())
+        want = [a @ ws[0]["q4"].dequantize().T + (0 if fusion == "rmsnorm" else res.float())]
 
     def record(kernel, cfg, launch, got, want=refs):
         try:
@@ -352,18 +363,8 @@ def revsplitk_runs(xs, ws, refs, n: int, copies: int) -> list[dict]:
                     gemv_revsplitk_fused(x, km, ws32, tickets, o, cfg)
             record("revsplitk_fused", cfg, fused, outs)
             runs[-1]["fusion"] = "none"
-            fusion = MODEL_FUSION.get((k, n))
             if fusion:
-                gamma = torch.rand(k, device="cuda") + 0.5
-                up = torch.randn(k, device="cuda").bfloat16()
-                res = torch.randn(n, device="cuda").bfloat16()
-                extra = ({"norm_weight": gamma} if fusion == "rmsnorm" else {"up": up, "residual": res})
-                xs0 = xs[0].float()
-                a = (xs0 * torch.rsqrt(xs0.pow(2).mean() + 1e-5) * gamma if fusion == "rmsnorm"
-                     else torch.nn.functional.silu(xs0) * up.float())
-                want = [a @ ws[0]["q4"].dequantize().T + (0 if fusion == "rmsnorm" else res.float())]
-
-                def fused_model(cfg=cfg, tickets=tickets, extra=extra):
+                def fused_model(cfg=cfg, tickets=tickets):
                     for x, km, o in zip(xs, kms, outs):
                         gemv_revsplitk_fused(x, km, ws32, tickets, o, cfg, **extra)
                 record("revsplitk_fused_model", cfg, fused_model, outs[:1], want)

@@ -34,6 +34,7 @@ HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums  # noqa: 
 
 _braze_kmajor_copies = {}
 _braze_rs_scratch = {}
+_braze_rs_retired = []
 
 
 def _braze_kmajor(packed, scales, mins):
@@ -52,9 +53,12 @@ def _braze_kmajor(packed, scales, mins):
 
 
 def _braze_rs_workspace(device, n, tiles):
-    """Float32 column sums and int32 tickets, zero between revsplitK GEMVs (each leaves them so)."""
+    """Float32 column sums and int32 tickets, zero between revsplitK GEMVs (each leaves them so).
+    Outgrown ones stay allocated, as _braze_workspace's do: a captured graph may replay into them."""
     ws, tickets = _braze_rs_scratch.get(device, (None, None))
     if ws is None or ws.numel() < n or tickets.numel() < tiles:
+        if ws is not None:
+            _braze_rs_retired.append((ws, tickets))
         ws = torch.zeros(max(n, 1 << 16), dtype=torch.float32, device=device)
         tickets = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
         _braze_rs_scratch[device] = (ws, tickets)
