@@ -25,7 +25,12 @@ from knob_sweep import measure, with_knobs  # noqa: E402  (this folder)
 CONFIGS = [  # (block_m, block_n, num_warps, num_stages)
     (64, 64, 4, 3), (64, 32, 4, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 8, 2), (16, 32, 4, 2),
     (128, 64, 8, 3), (64, 64, 8, 3), (128, 32, 8, 2), (32, 16, 2, 2),
+    # wider K/V tiles: at 512 tokens every program is resident at once, so the slowest (the last
+    # query tile, T / BN online-softmax steps) sets the time; fewer, wider steps may shorten it
+    (64, 128, 4, 2), (64, 128, 8, 2), (32, 128, 4, 2), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 4),
 ]
+# also timed heads-major with the last (longest) query tiles first, named with an "h" suffix
+HEAVY_FIRST = [(64, 64, 4, 3), (128, 64, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2)]
 
 
 def main() -> int:
@@ -33,11 +38,12 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/attention-config-sweep.json")
     ap.add_argument("--seqs", default="32,128,512")
     ap.add_argument("--models", default="tinyllama-1.1b,qwen2.5-7b")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
     args = ap.parse_args()
     flush = _flush_buffer("cuda")
     rows = []
     for model in args.models.split(","):
-        for dtype in ("float32", "bfloat16"):
+        for dtype in args.dtypes.split(","):
             for seq in map(int, args.seqs.split(",")):
                 module, inputs = build_case("attention", MODEL_CONFIGS[model], seq, getattr(torch, dtype), "cuda")
                 with torch.inference_mode():
@@ -47,10 +53,11 @@ def main() -> int:
                 base = lower(graph)
                 row = {"model": model, "dtype": dtype, "seq": seq, "eager_us": eager, "configs": {}}
                 feeds = dict(zip(names, inputs))
-                for bm, bn, warps, stages in CONFIGS:
-                    knobs = {0: {"block_m": bm, "block_n": bn, "num_warps": warps, "num_stages": stages}}
-                    row["configs"][f"{bm}x{bn}w{warps}s{stages}"] = measure(with_knobs(base, "attention", knobs),
-                                                                           feeds, want, flush)
+                for (bm, bn, warps, stages), heavy in [(c, 0) for c in CONFIGS] + [(c, 1) for c in HEAVY_FIRST]:
+                    knobs = {0: {"block_m": bm, "block_n": bn, "num_warps": warps, "num_stages": stages,
+                                 "heavy_first": heavy}}
+                    name = f"{bm}x{bn}w{warps}s{stages}{'h' if heavy else ''}"
+                    row["configs"][name] = measure(with_knobs(base, "attention", knobs), feeds, want, flush)
                 ok = {k: v["us"] for k, v in row["configs"].items() if v.get("rel_err", 1) < 2e-2}
                 best = min(ok, key=ok.get) if ok else None
                 row["best"] = best

@@ -13,7 +13,9 @@ the program; the decode kernel's are in attention_decode.py); the layout of each
 and element strides of its View) reaches them as constexpr arguments, so a strided q (a column
 slice of a fused qkv) costs nothing.
 
-Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H). A tile of BM consecutive tokens loops over
+Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H), or with heavy_first (H, cdiv(T, BM)) and the
+query tiles in reverse, so every head's last tiles (the longest causal spans) are placed on the SMs
+first and the short ones fill in behind them. A tile of BM consecutive tokens loops over
 the distinct slots among its rows (one pass in the common case of a run of one sequence's
 tokens; a tile straddling two packed prompts takes one pass per slot, rows of other slots masked
 out). Each pass streams K/V rows 0..max position of the pass's rows in BN chunks: chunks wholly
@@ -59,6 +61,7 @@ DECODE_PROGRAMS_PER_SM = 2        # splits are chosen so T * Hkv * splits ~ this
 DECODE_MAX_SPLITS = 64
 PREFILL_BM, PREFILL_BN = 64, 64
 PREFILL_WARPS, PREFILL_STAGES = 4, 3  # 128x64 with 8 warps spills ~260 B (ptxas, sm_90a)
+PREFILL_HEAVY_FIRST = 0    # 1: the longest causal tiles launch first (the module docstring)
 
 
 def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
@@ -76,7 +79,7 @@ def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
         tiles = (32, 64, 4, 2)
     else:
         tiles = (PREFILL_BM, PREFILL_BN, PREFILL_WARPS, PREFILL_STAGES)
-    return dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles))
+    return {**dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles)), "heavy_first": PREFILL_HEAVY_FIRST}
 
 ROPE_HELPER = '''
 @triton.jit
@@ -209,10 +212,15 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                         GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
                         BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr,
                         ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
-                        CS_ST: tl.constexpr, CS_SC: tl.constexpr):
-    h = tl.program_id(1)
+                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, HEAVY_FIRST: tl.constexpr):
+    if HEAVY_FIRST:
+        h = tl.program_id(0)
+        tile = tl.num_programs(1) - 1 - tl.program_id(1)
+    else:
+        h = tl.program_id(1)
+        tile = tl.program_id(0)
     kvh = h // GROUP
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
+    rows = tile * BM + tl.arange(0, BM)
     rmask = rows < T
     d = tl.arange(0, DP)
     dmask = d < D
@@ -344,6 +352,8 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
     pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
+    tiles = f"triton.cdiv(T, {pre['block_m']})"
+    prefill_grid = f"({h}, {tiles})" if pre["heavy_first"] else f"({tiles}, {h})"
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
@@ -361,9 +371,10 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"NSP={nsp}, BN={dec['block_n']}, {early}num_warps={dec['num_warps']}, num_stages={dec['num_stages']}, "
         f"SPLIT=0)\n"
         f"    else:\n"
-        f"        _braze_attn_prefill[(triton.cdiv(T, {pre['block_m']}), {h})]({args}, {o}, {tables}, T, C, {qk_scale!r}, "
+        f"        _braze_attn_prefill[{prefill_grid}]({args}, {o}, {tables}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "
-        f"BM={pre['block_m']}, BN={pre['block_n']}, num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
+        f"BM={pre['block_m']}, BN={pre['block_n']}, HEAVY_FIRST={bool(pre['heavy_first'])}, "
+        f"num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
     if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
         split = invariant_split_rows(c_bound, dec["block_n"])
         ns = _cdiv(c_bound, split)
