@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|attnsweep|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -11,7 +11,7 @@ steps=${*:-tests kernels decode}
 for step in $steps; do
   case $step in
     tests)   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py tests/bench/test_int4_revsplitk.py \
-               tests/frontend/test_torch_export.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
+               tests/frontend/test_torch_export.py tests/quant/test_quant_kernels.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
     kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40 ;;
     sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
     attention)
@@ -55,6 +55,11 @@ PY
                  || tail -20 /tmp/dp.log
                echo "revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
              done ;;
+    quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
+               --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-cuda.json" 2>&1 | tail -25 ;;
+    attnsweep)  # prefill attention tiles (and heavy_first) at the suite's and a long prompt's length
+             timeout 200 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 \
+               --out "$OUT/attention-config-sweep.json" 2>&1 | tail -8 ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \

@@ -92,7 +92,7 @@ def test_fp8_prefill_through_scaled_mm_gpu():
         pytest.skip("needs a GPU with fp8 (sm_89+)")
     program = _program("fp8", "bfloat16", widths=(("q", 64), ("k", 32)))  # N, K multiples of 16
     exe = Executable(program, backend="triton", device="cuda")
-    assert "_braze_fp8_mm(a, w8, w_scales" in exe.compiled.source
+    assert "_prologue_fp8[" in exe.compiled.source and "_braze_fp8_scaled_mm(a8, s_a, w8, w_scales" in exe.compiled.source
     x = torch.randn(80, K, device="cuda").bfloat16()
     ref = {n: v.float().clone() for n, v in Executable(program, backend="reference", device="cuda").run({"x": x}).items()}
     out = exe.run({"x": x})
@@ -112,7 +112,7 @@ def test_fp8_prefill_with_residual_gpu():
     w = b.weight("o.weight", torch.randn(48, K, generator=torch.Generator().manual_seed(1)).bfloat16())
     program = lower(b.build({"y": b.add(b.matmul(x, b.transpose(w)), r)}), quant=parse_method("fp8"))
     exe = Executable(program, backend="triton", device="cuda")
-    assert "_braze_fp8_rows[" in exe.compiled.source
+    assert "_prologue_fp8[" in exe.compiled.source
     for rows in (70, 80):
         feeds = {"x": torch.randn(rows, K, device="cuda").bfloat16() * 3,
                  "r": torch.randn(rows, 48, device="cuda").bfloat16()}
@@ -153,3 +153,41 @@ def test_gguf_k_quant_blocks_run_in_the_kernels(kind, backend, monkeypatch):
         ref = Executable(program, backend="reference").run({"x": xs})["y"].clone()
         out = Executable(program, backend=backend, device="cpu").run({"x": xs})["y"]
         assert (out - ref).abs().max() / ref.abs().max() < 1e-5, rows
+
+
+@pytest.mark.parametrize("prologue", ["rms_norm", "silu_mul", "plain"])
+def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, monkeypatch):
+    """fp8 prefill with N and K multiples of 16: one kernel computes the prologue's rows and writes
+    them as e4m3 with a per-token scale (max |a| / 448), and the product runs on those (in float32
+    here, torch._scaled_mm on a GPU). The residual is added after."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    gen = torch.Generator().manual_seed(2)
+    k, n, rows = 64, 48, 70
+    b = GraphBuilder(symbols={"T": 80})
+    x = b.input("x", ("T", k), "float32")
+    u = b.input("u", ("T", k), "float32")
+    r = b.input("r", ("T", n), "float32")
+    g = torch.rand(k, generator=gen) + 0.5
+    a = {"rms_norm": lambda: b.rms_norm(x, b.weight("norm", g), 1e-5),
+         "silu_mul": lambda: b.mul(b.silu(x), u), "plain": lambda: x}[prologue]()
+    w = b.weight("w.weight", torch.randn(n, k, generator=gen))
+    program = lower(b.build({"y": b.add(b.matmul(a, b.transpose(w)), r)}), quant=parse_method("fp8"))
+    exe = Executable(program, backend="triton", device="cpu")
+    assert "_prologue_fp8[" in exe.compiled.source and "_prologue[" not in exe.compiled.source
+    feeds = {"x": torch.randn(rows, k, generator=gen) * 3, "u": torch.randn(rows, k, generator=gen),
+             "r": torch.randn(rows, n, generator=gen)}
+    got = exe.run(feeds)["y"].float().clone()
+
+    xf = feeds["x"]
+    want_a = {"rms_norm": lambda: xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * g,
+              "silu_mul": lambda: torch.nn.functional.silu(xf) * feeds["u"], "plain": lambda: xf}[prologue]()
+    ws = exe.compiled.module._braze_ws
+    a8 = next(v for (dev, dt, slot), v in ws.items() if slot == 3)[: rows * k].view(rows, k)
+    s_a = next(v for (dev, dt, slot), v in ws.items() if slot == 4)[:rows].view(rows, 1)
+    torch.testing.assert_close(s_a, want_a.abs().amax(-1, keepdim=True) / 448, rtol=1e-5, atol=0)
+    # e4m3 keeps 3 mantissa bits: each value within half a step (1/16 relative) of the float row
+    torch.testing.assert_close(a8.float() * s_a, want_a, rtol=1 / 16, atol=s_a.max().item() * 2 ** -9)
+    ref = Executable(program, backend="reference").run(feeds)["y"].float()  # activations not rounded
+    err = ((got - ref).abs().max() / ref.abs().max()).item()
+    assert 1e-4 < err < 5e-2, err  # the e4m3 rounding shows, and stays that small

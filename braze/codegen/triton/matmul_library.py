@@ -125,11 +125,14 @@ def epilogue_source(g) -> str:
 
 
 def library_sources(g) -> str:
-    parts = []
+    parts, fp8_rows = [], False
     if g.k.attr("quant"):
-        from braze.codegen.triton.matmul_quant import FP8_HELPER, dequant_source
+        from braze.codegen.triton.matmul_quant import FP8_HELPER, dequant_source, fp8_fused, prologue_fp8_source
         parts.append(FP8_HELPER if g.format == "fp8" else dequant_source(g))
-    if _plain_a(g) is None:
+        fp8_rows = fp8_fused(g)
+        if fp8_rows:
+            parts.append(prologue_fp8_source(g))
+    if _plain_a(g) is None and not fp8_rows:
         parts.append(prologue_source(g))
     if not _direct_out(g) and _addmm_term(g) is None:
         parts.append(epilogue_source(g))

@@ -18,7 +18,7 @@ use cuBLAS (the library variant of matmul.py) — a tuner candidate like any oth
 """
 from __future__ import annotations
 
-from braze.codegen.triton.exprs import TRITON_DTYPE
+from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
 from braze.codegen.triton.matmul import _Gen, _full
 from braze.errors import CompilationError
 
@@ -120,38 +120,16 @@ class QuantGen(_Gen):
 
 DEQUANT_BLOCK_N, DEQUANT_BLOCK_K = 64, 64
 
-FP8_HELPER = '''@triton.jit
-def _braze_fp8_rows(a, a8, s_a, K, stride_a, BLOCK_K: tl.constexpr):
-    """One row a program: scale = max|a| / 448 (float32), then a / scale as e4m3 (per-token fp8)."""
-    row = tl.program_id(0).to(tl.int64)
-    amax = tl.zeros([BLOCK_K], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        amax = tl.maximum(amax, tl.abs(tl.load(a + row * stride_a + cols, mask=cols < K, other=0.0).to(tl.float32)))
-    scale = tl.maximum(tl.max(amax, 0) / 448.0, 1e-12)
-    tl.store(s_a + row, scale)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(a + row * stride_a + cols, mask=cols < K, other=0.0).to(tl.float32)
-        tl.store(a8 + row * K + cols, tl.clamp(x / scale, -448.0, 448.0).to(tl.float8e4nv), mask=cols < K)
-
-
-def _braze_fp8_mm(a, w8, scale_w, out, add=None):
-    """out = (a @ dequant(w8)^T) (+ add) on fp8 tensor cores: a quantized per token to e4m3 by one
-    Triton kernel, torch._scaled_mm with row-wise scales (fast accumulation, as float8 inference in
-    torchao does), written straight into `out` when nothing is added. Off the GPU (Triton's
-    interpreter), or with N or K not a multiple of 16 (which _scaled_mm needs): dequantized in float32."""
-    if a.device.type != "cuda" or w8.shape[0] % 16 or w8.shape[1] % 16:
-        y = a.float() @ (w8.float() * scale_w.float().view(-1, 1)).t()
-        if add is not None:
-            y = y + add.float()
-        out.copy_(y)
-        return
-    m, k = a.shape
-    a8 = _braze_workspace(a.device, torch.float8_e4m3fn, m * k, 3)[: m * k].view(m, k)
-    s_a = _braze_workspace(a.device, torch.float32, m, 4)[:m].view(m, 1)
-    _braze_fp8_rows[(m,)](a, a8, s_a, k, a.stride(0), BLOCK_K=1024, num_warps=4)
+FP8_HELPER = '''def _braze_fp8_scaled_mm(a8, s_a, w8, scale_w, out, add=None):
+    """out = (a8 * s_a) @ (w8 * scale_w)^T (+ add): activations already e4m3 with per-token scales
+    (the matmul's fp8 prologue kernel), torch._scaled_mm with row-wise scales and fast accumulation (as float8
+    inference in torchao does), written straight into `out` when nothing is added. Off the GPU
+    (Triton's interpreter) the same products in float32."""
     scale_b = scale_w.float().reshape(1, -1)
+    if a8.device.type != "cuda":
+        y = (a8.float() * s_a) @ (w8.float() * scale_w.float().view(-1, 1)).t()
+        out.copy_(y if add is None else y + add.float())
+        return
     out_dtype = torch.bfloat16 if out.dtype == torch.float32 else out.dtype
     if add is None and out.dtype == out_dtype and out.is_contiguous():
         torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_b, out_dtype=out_dtype, use_fast_accum=True, out=out)
@@ -161,7 +139,56 @@ def _braze_fp8_mm(a, w8, scale_w, out, add=None):
         torch.add(y, add, out=out)
     else:
         out.copy_(y)
+
+
+def _braze_fp8_mm(a, w8, scale_w, out, add=None):
+    """N or K not a multiple of 16, which _scaled_mm needs: the weight dequantized, a float32
+    product (the activations are not rounded to e4m3)."""
+    y = a.float() @ (w8.float() * scale_w.float().view(-1, 1)).t()
+    out.copy_(y if add is None else y + add.float())
 '''
+FP8_BLOCK_K = 512  # one row a program: TinyLlama's K (2048, 5632) in 4 and 11 unmasked chunks
+
+
+def fp8_fused(g: QuantGen) -> bool:
+    """fp8 prefill with the prologue and the per-token e4m3 rounding in one kernel, then
+    _scaled_mm; N and K must be multiples of 16 (its requirement)."""
+    return g.format == "fp8" and g.n_dim % 16 == 0 and g.k_dim % 16 == 0
+
+
+def prologue_fp8_source(g: QuantGen) -> str:
+    """KERNEL_prologue_fp8: one row a program computes the prologue (RMSNorm, SiLU*mul, or a plain
+    load) chunk by chunk, its row's max |a| (scale = max / 448), then again to write a / scale as
+    e4m3. The prologue's values never go to memory in the activations' dtype: no separate prologue
+    kernel writing A for a quantize kernel to read twice."""
+    em = ExprEmitter(lambda i: "", "    ")
+    head = [g.jit(),
+            f"def KERNEL_prologue_fp8({', '.join(g.args)}, a8, s_a, {g.sizes()}, BLOCK_M: tl.constexpr, "
+            "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
+    body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
+    body += g.reductions(em)
+    body += ["    rmask = rows < M", "    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
+    for step in ("amax", "store"):
+        for masked, guard in ((False, "    if EVEN_K:"), (True, "    else:")):
+            ind = "            "
+            body += [guard] + g.kloop_head("        ", "0", "K", masked)
+            em.indent, em.load = ind, g._a_load(masked)
+            em.forget_loads()
+            em.lines = []
+            a = _full(em.emit(g.prologue, rowreds=g.reds), "(BLOCK_M, BLOCK_K)")
+            body += em.lines + [f"{ind}a = {f'tl.where(kmask, {a}, 0.0)' if masked else a}"]
+            if step == "amax":
+                body.append(f"{ind}amax = tl.maximum(amax, tl.abs(a))")
+            else:  # e4m3 keeps 3 of float32's 23 mantissa bits: round the other 20 to nearest even
+                # here, so the cast is exact (Triton's interpreter loses the carry: 7.9 -> 4.0)
+                body += [f"{ind}qi = tl.clamp(a / scale, -448.0, 448.0).to(tl.int32, bitcast=True)",
+                         f"{ind}qi = (qi + 0x7FFFF + ((qi >> 20) & 1)) & -0x100000",
+                         f"{ind}tl.store(a8 + rows.to(tl.int64) * K + kk, qi.to(tl.float32, bitcast=True)"
+                         f".to(tl.float8e4nv), mask={'rmask & kmask' if masked else 'rmask'})"]
+        if step == "amax":
+            body += ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
+                     "    tl.store(s_a + rows, scale, mask=rmask)"]
+    return "\n".join(head + body) + "\n"
 
 
 def dequant_source(g: QuantGen) -> str:
@@ -200,14 +227,24 @@ def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out
     lines[w_line: w_line + 1] = [
         f"{indent}w8 = {w8}.as_strided((N, K), ({wv.strides[0]}, 1), {w8}.storage_offset() + {wv.offset})",
         f"{indent}w_scales = {sc}.as_strided((N,), ({sv.strides[0]},), {sc}.storage_offset() + {sv.offset})"]
+    fused = fp8_fused(g)
+    if fused:  # A (plain or through KERNEL_prologue) becomes e4m3 rows from KERNEL_prologue_fp8
+        first_a = next(i for i, line in enumerate(lines) if line.strip().startswith("a = "))
+        lines = [line for line in lines if not line.strip().startswith(("a = ", "KERNEL_prologue["))]
+        lines[first_a:first_a] = [
+            f"{indent}a8 = _braze_workspace({out}.device, torch.float8_e4m3fn, M * K, 3)[: M * K].view(M, K)",
+            f"{indent}s_a = _braze_workspace({out}.device, torch.float32, M, 4)[:M].view(M, 1)",
+            f"{indent}KERNEL_prologue_fp8[(M,)]({', '.join(operands)}, a8, s_a, M, N, K, BLOCK_M=1, "
+            f"BLOCK_K={FP8_BLOCK_K}, EVEN_K=K % {FP8_BLOCK_K} == 0, num_warps=4)"]
+    call = "_braze_fp8_scaled_mm(a8, s_a, w8, w_scales" if fused else "_braze_fp8_mm(a, w8, w_scales"
     out_lines = []
     for line in lines:
         mm = re.match(r"^(\s*)torch\.mm\(a, w\.t\(\), out=(.*)\)$", line)
         addmm = re.match(r"^(\s*)torch\.addmm\((.*), a, w\.t\(\), out=(.*)\)$", line)
         if mm:
-            line = f"{mm.group(1)}_braze_fp8_mm(a, w8, w_scales, {mm.group(2)})"
+            line = f"{mm.group(1)}{call}, {mm.group(2)})"
         elif addmm:
-            line = f"{addmm.group(1)}_braze_fp8_mm(a, w8, w_scales, {addmm.group(3)}, add={addmm.group(2)})"
+            line = f"{addmm.group(1)}{call}, {addmm.group(3)}, add={addmm.group(2)})"
         elif "w.t()" in line:
             raise CompilationError(f"kernel {k.name}: cannot route this library call through fp8: {line.strip()}")
         out_lines.append(line)
