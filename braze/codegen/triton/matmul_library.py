@@ -5,6 +5,8 @@ generated tl.dot GEMM whose A tile passes through registers for the prologue; in
 also beat the 16-row GEMV. So past one row (float weights) the launcher runs: KERNEL_prologue (RMSNorm / SiLU*mul -> A in the weight dtype, skipped when A is
 a plain contiguous-row view), torch.mm(A, W^T) (a library kernel, reported as such), and
 KERNEL_epilogue (residual/bias/activation, skipped when the output is the product itself).
+fp8 weights (matmul_quant.py) take KERNEL_prologue_fp8 instead: the prologue's rows as e4m3 with
+per-token scales, for torch._scaled_mm.
 Batch-1 decode (M = 1) keeps the fully fused GEMV.
 """
 from __future__ import annotations
