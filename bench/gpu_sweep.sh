@@ -49,7 +49,7 @@ PY
     revsplitk)  # the int4 GEMV forms, the one-launch revsplitK with the model's fusion among them
              timeout 400 python3 bench/kernels/int4_gemv_variants.py --kernels revsplitk,int4 --out "$OUT/int4-gemv-revsplitk.json" 2>&1 | tail -40 ;;
     rsstep)  # the int4 decode step with the generated revsplitK GEMVs (BRAZE_INT4_REVSPLITK=1) and without, alternating
-             for f in 0 1 0 1; do
+             for f in ${RS_FLAGS:-0 1 0 1}; do
                BRAZE_INT4_REVSPLITK=$f timeout 150 python3 bench/kernels/decode_profile.py --quant int4-rtn-g128 --out /tmp/dp.json > /tmp/dp.log 2>&1 \
                  && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['revsplitk'] = $f; print(json.dumps(d))" >> "$OUT/revsplitk-step.jsonl" \
                  || tail -20 /tmp/dp.log
