@@ -87,30 +87,42 @@ def _prologue_grid(g) -> tuple[int, bool]:
     return (1, False) if g.k.reductions else (PROLOGUE_BLOCK_M, True)
 
 
+def prologue_head(g, em: ExprEmitter, name: str, outputs: str) -> list[str]:
+    """A prologue kernel's signature, its rows (BLOCK_M a program, rmask), operand pointers and row
+    reductions (red0, ...)."""
+    return ([g.jit(),
+             f"def {name}({', '.join(g.args)}, {outputs}, {g.sizes()}, BLOCK_M: tl.constexpr, "
+             "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
+            + g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
+            + g.reductions(em) + ["    rmask = rows < M"])
+
+
 def prologue_source(g) -> str:
     em = ExprEmitter(lambda i: "", "    ")
-    head = [g.jit(),
-            f"def KERNEL_prologue({', '.join(g.args)}, a_out, {g.sizes()}, BLOCK_M: tl.constexpr, "
-            "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
-    body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
-    body += g.reductions(em)
-    body.append("    rmask = rows < M")
+    head, body = prologue_head(g, em, "KERNEL_prologue", "a_out"), []
     split_k = _prologue_grid(g)[1]
     lo, hi = ("tl.program_id(1) * BLOCK_K", "tl.program_id(1) * BLOCK_K + BLOCK_K") if split_k else ("0", "K")
+    body += prologue_loops(g, em, lo, hi, lambda masked, ind: [
+        f"{ind}tl.store(a_out + rows.to(tl.int64) * K + kk, a.to({TRITON_DTYPE[g.wdtype]}), "
+        f"mask={'rmask & kmask' if masked else 'rmask'})"])
+    return "\n".join(head + body) + "\n"
+
+
+def prologue_loops(g, em: ExprEmitter, lo: str, hi: str, use) -> list[str]:
+    """`if EVEN_K:` / `else:` loops over the K chunks [lo, hi), each computing the prologue's chunk
+    as a [BLOCK_M, BLOCK_K] block `a` (0 past K when masked); use(masked, indent) gives the lines
+    that consume it."""
+    from braze.codegen.triton.matmul import _full
+    lines = []
     for masked, guard in ((False, "    if EVEN_K:"), (True, "    else:")):
-        body.append(guard)
-        ind = "        "
-        body += g.kloop_head(ind, lo, hi, masked)
-        em.indent, em.load = ind + "    ", g._a_load(masked)
+        ind = "            "
+        lines += [guard] + g.kloop_head("        ", lo, hi, masked)
+        em.indent, em.load = ind, g._a_load(masked)
         em.forget_loads()
         em.lines = []
-        a = em.emit(g.prologue, rowreds=g.reds)
-        body += em.lines
-        mask = "rmask & kmask" if masked else "rmask"
-        body.append(f"{ind}    a = tl.broadcast_to({a}, (BLOCK_M, BLOCK_K))")
-        body.append(f"{ind}    tl.store(a_out + rows.to(tl.int64) * K + kk, a.to({TRITON_DTYPE[g.wdtype]}), "
-                    f"mask={mask})")
-    return "\n".join(head + body) + "\n"
+        a = _full(em.emit(g.prologue, rowreds=g.reds), "(BLOCK_M, BLOCK_K)")
+        lines += em.lines + [f"{ind}a = {f'tl.where(kmask, {a}, 0.0)' if masked else a}"] + use(masked, ind)
+    return lines
 
 
 def epilogue_source(g) -> str:

@@ -161,33 +161,20 @@ def prologue_fp8_source(g: QuantGen) -> str:
     load) chunk by chunk, its row's max |a| (scale = max / 448), then again to write a / scale as
     e4m3. The prologue's values never go to memory in the activations' dtype: no separate prologue
     kernel writing A for a quantize kernel to read twice."""
+    from braze.codegen.triton.matmul_library import prologue_head, prologue_loops
     em = ExprEmitter(lambda i: "", "    ")
-    head = [g.jit(),
-            f"def KERNEL_prologue_fp8({', '.join(g.args)}, a8, s_a, {g.sizes()}, BLOCK_M: tl.constexpr, "
-            "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
-    body = g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
-    body += g.reductions(em)
-    body += ["    rmask = rows < M", "    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
-    for step in ("amax", "store"):
-        for masked, guard in ((False, "    if EVEN_K:"), (True, "    else:")):
-            ind = "            "
-            body += [guard] + g.kloop_head("        ", "0", "K", masked)
-            em.indent, em.load = ind, g._a_load(masked)
-            em.forget_loads()
-            em.lines = []
-            a = _full(em.emit(g.prologue, rowreds=g.reds), "(BLOCK_M, BLOCK_K)")
-            body += em.lines + [f"{ind}a = {f'tl.where(kmask, {a}, 0.0)' if masked else a}"]
-            if step == "amax":
-                body.append(f"{ind}amax = tl.maximum(amax, tl.abs(a))")
-            else:  # e4m3 keeps 3 of float32's 23 mantissa bits: round the other 20 to nearest even
-                # here, so the cast is exact (Triton's interpreter loses the carry: 7.9 -> 4.0)
-                body += [f"{ind}qi = tl.clamp(a / scale, -448.0, 448.0).to(tl.int32, bitcast=True)",
-                         f"{ind}qi = (qi + 0x7FFFF + ((qi >> 20) & 1)) & -0x100000",
-                         f"{ind}tl.store(a8 + rows.to(tl.int64) * K + kk, qi.to(tl.float32, bitcast=True)"
-                         f".to(tl.float8e4nv), mask={'rmask & kmask' if masked else 'rmask'})"]
-        if step == "amax":
-            body += ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
-                     "    tl.store(s_a + rows, scale, mask=rmask)"]
+    head = prologue_head(g, em, "KERNEL_prologue_fp8", "a8, s_a")
+    body = ["    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
+    body += prologue_loops(g, em, "0", "K", lambda masked, ind: [f"{ind}amax = tl.maximum(amax, tl.abs(a))"])
+    body += ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
+             "    tl.store(s_a + rows, scale, mask=rmask)"]
+    # e4m3 keeps 3 of float32's 23 mantissa bits: the other 20 are rounded to nearest even here, so
+    # the cast is exact (Triton's interpreter loses the carry when it rounds: 7.9 -> 4.0)
+    body += prologue_loops(g, em, "0", "K", lambda masked, ind: [
+        f"{ind}qi = tl.clamp(a / scale, -448.0, 448.0).to(tl.int32, bitcast=True)",
+        f"{ind}qi = (qi + 0x7FFFF + ((qi >> 20) & 1)) & -0x100000",
+        f"{ind}tl.store(a8 + rows.to(tl.int64) * K + kk, qi.to(tl.float32, bitcast=True).to(tl.float8e4nv), "
+        f"mask={'rmask & kmask' if masked else 'rmask'})"])
     return "\n".join(head + body) + "\n"
 
 
