@@ -9,14 +9,17 @@ by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make
 
   slice    the prologue's reduction-free part chunk by chunk (RMSNorm: x * g, its row scale
            factored out by factor_row_scale; SiLU*mul whole), then chunk_sums adds the chunk's
-           column sums; the tile's sums go to a float32 workspace by atomics.
-  last     the last K slice of each column tile to take an atomic ticket computes the row
-           reductions over the whole row (RMSNorm's sum of squares, RED_K at a time), applies the
-           row scale and the epilogue (residual, bias) through the generator's epilogue_store, then
-           re-zeroes its workspace columns and ticket. One launch: no memset, no cast kernel.
+           column sums; the tile's sums go to a float32 workspace by atomics, and so does the
+           slice's part of each row reduction (RMSNorm's sum of squares over the slice's x, loaded
+           anyway), into the column tile's own slots after the N column sums.
+  last     the last K slice of each column tile to take an atomic ticket reads the row
+           reductions' totals, applies the row scale and the epilogue (residual, bias) through the
+           generator's epilogue_store, then re-zeroes its workspace columns, slots and ticket. One
+           launch: no memset, no cast kernel, no second pass over the row.
 
 Eligible: int4 weights, a group divisible by the chunk, K % 8 == 0, no L2-prefetch tag, an epilogue
-without row reductions, and a prologue whose reductions (if any) factor out as a row scale.
+without row reductions, and a prologue whose reductions (if any) are sums that factor out as a row
+scale.
 """
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ INT4_REVSPLITK = os.environ.get("BRAZE_INT4_REVSPLITK", "0") == "1"
 # one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
 # 256-512 columns and 32-64 weights a program were the fastest stand-alone configs)
 BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
-RED_K = 1024  # the last program's pass over the row for the row reductions
 
 HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums  # noqa: E402,F401  (revsplitK GEMVs)
 
@@ -71,24 +73,26 @@ def revsplitk_eligible(g) -> bool:
     k = g.k
     return (INT4_REVSPLITK and getattr(g, "format", None) == "int4" and g.group % BLOCK_K == 0
             and g.k_dim % 8 == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
-            and (not k.reductions or g.row_scale is not None))
+            and (not k.reductions or g.row_scale is not None) and all(op == "sum" for op, _ in k.reductions))
 
 
 def revsplitk_source(g) -> str:
     """KERNEL_revsplitk: grid (cdiv(N, BLOCK_N), K slices), one row (M = 1)."""
-    from braze.codegen.triton.matmul import _full, _init
+    from braze.codegen.triton.matmul import _full
     k = g.k
     em = ExprEmitter(lambda i: "", "    ")
     head = [g.jit(),
             f"def KERNEL_revsplitk({', '.join(g.args)}, out, ws, tickets, kw, ks, km, {g.sizes()}, "
             "BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STEPS: tl.constexpr, "
-            "RED_K: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, HAS_MINS: tl.constexpr):",
+            "EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, HAS_MINS: tl.constexpr):",
             "    pid_n = tl.program_id(0)",
             "    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
             "    nmask = cols < N"]
     body = g.rows_setup("tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
-    body += ["    part = tl.zeros([BLOCK_N], tl.float32)",
-             "    for st in tl.static_range(STEPS):",
+    nred = len(k.reductions)
+    body += ["    part = tl.zeros([BLOCK_N], tl.float32)"]
+    body += [f"    rp{j} = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)" for j in range(nred)]
+    body += ["    for st in tl.static_range(STEPS):",
              "        k0 = (tl.program_id(1) * STEPS + st) * BLOCK_K",
              "        kk = (k0 + tl.arange(0, BLOCK_K))[None, :]"]
     a_expr = g.rest if k.reductions else g.prologue
@@ -101,42 +105,33 @@ def revsplitk_source(g) -> str:
         em.forget_loads()
         em.lines = []
         a = em.emit(a_expr)
+        # the slice's part of each row reduction (RMSNorm's sum of squares), from the loads just made
+        parts = [_full(em.emit(red), "(BLOCK_M, BLOCK_K)") for _, red in k.reductions]
         body += em.lines
         a = _full(a, "(BLOCK_M, BLOCK_K)")
         body.append(f"{ind}xk = tl.reshape({f'tl.where(kmask, {a}, 0.0)' if masked else a}, (BLOCK_K,))")
+        body += [f"{ind}rp{j} += {f'tl.where(kmask, {v}, 0.0)' if masked else v}" for j, v in enumerate(parts)]
     body += [f"        part += chunk_sums(xk, kw, ks, km, cols, nmask, k0, N, K, {g.group}, BLOCK_K, HAS_MINS, True, "
              "EVEN_N, EVEN_K)",
-             "    tl.atomic_add(ws + cols, part, mask=nmask, sem='relaxed')",
-             "    # every thread's sums are added before the release; the last arrival reads them all",
+             "    tl.atomic_add(ws + cols, part, mask=nmask, sem='relaxed')"]
+    # each column tile sums the row reductions' slices in its own slots after the N column sums
+    body += [f"    tl.atomic_add(ws + N + pid_n * {nred} + {j}, tl.sum(rp{j}), sem='relaxed')" for j in range(nred)]
+    body += ["    # every thread's sums are added before the release; the last arrival reads them all",
              "    tl.debug_barrier()",
              "    ticket = tl.atomic_add(tickets + pid_n, 1, sem='acq_rel')",
              "    if ticket == tl.num_programs(1) - 1:",
              "        acc = tl.load(ws + cols, mask=nmask, other=0.0, cache_modifier='.cg')[None, :]"]
-    reds = []
-    for j, (op, red) in enumerate(k.reductions):
-        ind = "            "
-        body += [f"        red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)",
-                 "        for r0 in range(0, K, RED_K):",
-                 f"{ind}kk = (r0 + tl.arange(0, RED_K))[None, :]",
-                 f"{ind}kmask = kk < K"]
-        em.indent, em.load = ind, g._a_load(True)
-        em.forget_loads()
-        em.lines = []
-        v = em.emit(red, rowreds=reds)
-        body += em.lines
-        v = f"tl.where(kmask, {_full(v, '(BLOCK_M, RED_K)')}, {_init(op)})"
-        fold = f"red{j} + tl.sum({v}, axis=1)[:, None]" if op == "sum" else \
-            f"tl.maximum(red{j}, tl.max({v}, axis=1)[:, None])"
-        body.append(f"{ind}red{j} = {fold}")
-        reds.append(f"red{j}")
+    reds = [f"red{j}" for j in range(nred)]
+    body += [f"        red{j} = tl.load(ws + N + pid_n * {nred} + {j}, cache_modifier='.cg')" for j in range(nred)]
     g.reds = reds
     if g.row_scale is not None and k.reductions:
         em.indent, em.lines = "        ", []
         scale = em.emit(g.row_scale, rowreds=reds)
         body += em.lines + [f"        acc = acc * {scale}"]
     body += g.epilogue_store(em, "acc", "        ")
-    body += ["        tl.store(ws + cols, tl.zeros([BLOCK_N], tl.float32), mask=nmask)",
-             "        tl.atomic_xchg(tickets + pid_n, 0)"]
+    body += ["        tl.store(ws + cols, tl.zeros([BLOCK_N], tl.float32), mask=nmask)"]
+    body += [f"        tl.store(ws + N + pid_n * {nred} + {j}, 0.0)" for j in range(nred)]
+    body += ["        tl.atomic_xchg(tickets + pid_n, 0)"]
     return "\n".join(head + body) + "\n"
 
 
@@ -152,8 +147,8 @@ def revsplitk_launch(g, operands: list[str], out: str, indent: str = "        ")
             f"{indent}kw, ks, km = _braze_kmajor({_window(operands[g.w], '(N, K // 2)', w)}, "
             f"{_window(operands[g.scales], '(N, G)', s)}, {mins})",
             f"{indent}tiles = triton.cdiv(N, {BLOCK_N})",
-            f"{indent}ws, tickets = _braze_rs_workspace({out}.device, N, tiles)",
+            f"{indent}ws, tickets = _braze_rs_workspace({out}.device, N + tiles * {len(k.reductions)}, tiles)",
             f"{indent}KERNEL_revsplitk[(tiles, triton.cdiv(K, {per_program}))]({args}, ws, tickets, kw, ks, "
             f"ks if km is None else km, M, N, K, BLOCK_M=1, BLOCK_N={BLOCK_N}, BLOCK_K={BLOCK_K}, STEPS={STEPS}, "
-            f"RED_K={RED_K}, EVEN_N=N % {BLOCK_N} == 0, EVEN_K=K % {per_program} == 0, HAS_MINS=km is not None, "
+            f"EVEN_N=N % {BLOCK_N} == 0, EVEN_K=K % {per_program} == 0, HAS_MINS=km is not None, "
             f"num_warps={WARPS})"]

@@ -40,7 +40,6 @@ def revsplitk(monkeypatch):
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_K", 16)  # group 32 and 64 both hold whole chunks
     monkeypatch.setattr(matmul_revsplitk, "STEPS", 4)
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_N", 32)
-    monkeypatch.setattr(matmul_revsplitk, "RED_K", 64)   # the row reductions in two masked passes
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 3e-3)])
