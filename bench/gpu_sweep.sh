@@ -58,7 +58,7 @@ PY
     quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
                --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-cuda.json" 2>&1 | tail -25 ;;
     attnsweep)  # prefill attention tiles (and heavy_first) at the suite's and a long prompt's length
-             timeout 200 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 --models ${ATTN_MODELS:-tinyllama-1.1b,qwen2.5-7b} \
+             timeout 300 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 --models ${ATTN_MODELS:-tinyllama-1.1b,qwen2.5-7b} \
                --out "$OUT/attention-config-sweep.json" 2>&1 | tail -8 ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;

@@ -29,8 +29,10 @@ CONFIGS = [  # (block_m, block_n, num_warps, num_stages)
     # query tile, T / BN online-softmax steps) sets the time; fewer, wider steps may shorten it
     (64, 128, 4, 2), (64, 128, 8, 2), (32, 128, 4, 2), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 4),
 ]
-# also timed heads-major with the last (longest) query tiles first, named with an "h" suffix
+# also timed heads-major with the last (longest) query tiles first ("h" suffix), and with the query
+# heads of a kv head packed into one tile ("p": BM rows = BM / group tokens x the group's heads)
 HEAVY_FIRST = [(64, 64, 4, 3), (128, 64, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2)]
+PACK_GQA = [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (256, 64, 8, 3)]
 
 
 def main() -> int:
@@ -53,10 +55,12 @@ def main() -> int:
                 base = lower(graph)
                 row = {"model": model, "dtype": dtype, "seq": seq, "eager_us": eager, "configs": {}}
                 feeds = dict(zip(names, inputs))
-                for (bm, bn, warps, stages), heavy in [(c, 0) for c in CONFIGS] + [(c, 1) for c in HEAVY_FIRST]:
+                variants = ([(c, 0, 0) for c in CONFIGS] + [(c, 1, 0) for c in HEAVY_FIRST]
+                            + [(c, 0, 1) for c in PACK_GQA] + [(c, 1, 1) for c in PACK_GQA])
+                for (bm, bn, warps, stages), heavy, pack in variants:
                     knobs = {0: {"block_m": bm, "block_n": bn, "num_warps": warps, "num_stages": stages,
-                                 "heavy_first": heavy}}
-                    name = f"{bm}x{bn}w{warps}s{stages}{'h' if heavy else ''}"
+                                 "heavy_first": heavy, "pack_gqa": pack}}
+                    name = f"{bm}x{bn}w{warps}s{stages}{'h' if heavy else ''}{'p' if pack else ''}"
                     row["configs"][name] = measure(with_knobs(base, "attention", knobs), feeds, want, flush)
                 ok = {k: v["us"] for k, v in row["configs"].items() if v.get("rel_err", 1) < 2e-2}
                 best = min(ok, key=ok.get) if ok else None

@@ -15,7 +15,9 @@ slice of a fused qkv) costs nothing.
 
 Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H), or with heavy_first (H, cdiv(T, BM)) and the
 query tiles in reverse, so every head's last tiles (the longest causal spans) are placed on the SMs
-first and the short ones fill in behind them. A tile of BM consecutive tokens loops over
+first and the short ones fill in behind them. With pack_gqa a tile's BM rows are BM / GP tokens x
+the GP = next_pow2(H / Hkv) query heads of one kv head (grid over Hkv): each K/V chunk is loaded
+once for the whole group, and the causal diagonal spans BM / GP positions instead of BM. A tile of BM consecutive tokens loops over
 the distinct slots among its rows (one pass in the common case of a run of one sequence's
 tokens; a tile straddling two packed prompts takes one pass per slot, rows of other slots masked
 out). Each pass streams K/V rows 0..max position of the pass's rows in BN chunks: chunks wholly
@@ -62,6 +64,7 @@ DECODE_MAX_SPLITS = 64
 PREFILL_BM, PREFILL_BN = 64, 64
 PREFILL_WARPS, PREFILL_STAGES = 4, 3  # 128x64 with 8 warps spills ~260 B (ptxas, sm_90a)
 PREFILL_HEAVY_FIRST = 0    # 1: the longest causal tiles launch first (the module docstring)
+PREFILL_PACK_GQA = 0       # 1: a tile holds every query head of one kv head (the module docstring)
 
 
 def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
@@ -79,7 +82,8 @@ def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
         tiles = (32, 64, 4, 2)
     else:
         tiles = (PREFILL_BM, PREFILL_BN, PREFILL_WARPS, PREFILL_STAGES)
-    return {**dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles)), "heavy_first": PREFILL_HEAVY_FIRST}
+    return {**dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles)), "heavy_first": PREFILL_HEAVY_FIRST,
+            "pack_gqa": PREFILL_PACK_GQA}
 
 ROPE_HELPER = '''
 @triton.jit
@@ -212,23 +216,30 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                         GROUP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
                         BM: tl.constexpr, BN: tl.constexpr, FP32: tl.constexpr,
                         ROPE: tl.constexpr, C_OFF: tl.constexpr, S_OFF: tl.constexpr,
-                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, HEAVY_FIRST: tl.constexpr):
+                        CS_ST: tl.constexpr, CS_SC: tl.constexpr, HEAVY_FIRST: tl.constexpr, GP: tl.constexpr):
     if HEAVY_FIRST:
-        h = tl.program_id(0)
+        hx = tl.program_id(0)
         tile = tl.num_programs(1) - 1 - tl.program_id(1)
     else:
-        h = tl.program_id(1)
+        hx = tl.program_id(1)
         tile = tl.program_id(0)
-    kvh = h // GROUP
-    rows = tile * BM + tl.arange(0, BM)
-    rmask = rows < T
+    r = tl.arange(0, BM)
+    g = r % GP  # GP == 1: one head a program; else row r is token r // GP of head g of the group
+    rows = tile * (BM // GP) + r // GP
+    if GP == 1:
+        kvh = hx // GROUP
+        h = hx + g
+    else:
+        kvh = hx
+        h = hx * GROUP + g
+    rmask = (rows < T) & (g < GROUP)
     d = tl.arange(0, DP)
     dmask = d < D
     slot = tl.load(SLOTS + SL_OFF + rows * SL_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.load(POS + PO_OFF + rows * PO_ST, mask=rmask, other=0).to(tl.int64)
     pos = tl.minimum(pos, C - 1)
-    qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h * Q_SH
-    q = _braze_load_q(qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], h < ROPE, pos[:, None],
+    qrow = Q + Q_OFF + rows[:, None].to(tl.int64) * Q_ST + h[:, None] * Q_SH
+    q = _braze_load_q(qrow, d[None, :], Q_SC, rmask[:, None] & dmask[None, :], (h < ROPE)[:, None], pos[:, None],
                       COS, SIN, ROPE, C_OFF, S_OFF, CS_ST, CS_SC, D).to(K.dtype.element_ty)
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
@@ -251,7 +262,7 @@ def _braze_attn_prefill(Q, K, V, SLOTS, POS, O, COS, SIN, T, C, qk_scale,
                                           K_S2, K_S3, V_S2, V_S3, qk_scale, D, DP, BN, True, FP32)
         cur = tl.min(tl.where(rmask & (slot > cur), slot, big), 0)
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
-    tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + h * O_SH + d[None, :] * O_SC,
+    tl.store(O + O_OFF + rows[:, None].to(tl.int64) * O_ST + h[:, None] * O_SH + d[None, :] * O_SC,
              out.to(O.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])
 '''
 
@@ -352,8 +363,10 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
     pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
-    tiles = f"triton.cdiv(T, {pre['block_m']})"
-    prefill_grid = f"({h}, {tiles})" if pre["heavy_first"] else f"({tiles}, {h})"
+    pack = next_pow2(group) if pre["pack_gqa"] and group > 1 else 1
+    pre["block_m"] = max(pre["block_m"], pack)  # a packed tile holds at least one token
+    tiles, head_programs = f"triton.cdiv(T, {pre['block_m'] // pack})", hkv if pack > 1 else h
+    prefill_grid = f"({head_programs}, {tiles})" if pre["heavy_first"] else f"({tiles}, {head_programs})"
     launch = (
         f"    T = {ctx.dim(tdim)}\n"
         f"    C = {ctx.dim(cdim)}\n"
@@ -373,7 +386,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         f"    else:\n"
         f"        _braze_attn_prefill[{prefill_grid}]({args}, {o}, {tables}, T, C, {qk_scale!r}, "
         f"{common}, O_OFF={out.offset}, O_ST={os_[0]}, O_SH={os_[1]}, O_SC={os_[2]}, GROUP={group}, "
-        f"BM={pre['block_m']}, BN={pre['block_n']}, HEAVY_FIRST={bool(pre['heavy_first'])}, "
+        f"BM={pre['block_m']}, BN={pre['block_n']}, HEAVY_FIRST={bool(pre['heavy_first'])}, GP={pack}, "
         f"num_warps={pre['num_warps']}, num_stages={pre['num_stages']})\n")
     if k.attr("batch_invariant"):  # every token, prefill included, through decode's fixed-size splits
         split = invariant_split_rows(c_bound, dec["block_n"])

@@ -160,6 +160,17 @@ def test_prefill_small_blocks(d, heavy_first):
           PREFILL_HEAVY_FIRST=heavy_first)
 
 
+@pytest.mark.parametrize("heavy_first", [0, 1])
+@pytest.mark.parametrize("h,hkv", [(6, 2), (8, 2), (4, 4)])  # group 3 (padded to 4), 4, and 1 (no packing)
+@pytest.mark.parametrize("case", ["prefill_two_prompts", "prefill_continued"])
+def test_prefill_packs_the_query_heads_of_a_kv_head(case, h, hkv, heavy_first):
+    # pack_gqa: a 16-row tile is 16 / GP tokens x the GP heads of one kv head, so tiles straddle
+    # prompts and padded heads (group 3) are masked out
+    slots, positions = CASES[case]
+    check(h, hkv, 16, slots, positions, "float16", paths=("prefill",), PREFILL_BM=16, PREFILL_BN=16,
+          PREFILL_PACK_GQA=1, PREFILL_HEAVY_FIRST=heavy_first)
+
+
 # ---------------------------------------------------------------- GPU, realistic sizes
 
 def _gpu_check(t, slots, positions):
