@@ -48,13 +48,14 @@ PY
              ;;
     revsplitk)  # the int4 GEMV forms, the one-launch revsplitK with the model's fusion among them
              timeout 400 python3 bench/kernels/int4_gemv_variants.py --kernels revsplitk,int4 --out "$OUT/int4-gemv-revsplitk.json" 2>&1 | tail -40 ;;
-    rsstep)  # the int4 decode step with the generated revsplitK GEMVs (BRAZE_INT4_REVSPLITK=1) and without, alternating
-             for f in ${RS_FLAGS:-0 1 0 1}; do
-               BRAZE_INT4_REVSPLITK=$f timeout 150 python3 bench/kernels/decode_profile.py --quant int4-rtn-g128 --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+    rsstep)  # the quantized decode step with the generated revsplitK GEMVs (BRAZE_INT4/INT8_REVSPLITK=1) and
+             # without, alternating; RS_QUANTS="int4-rtn-g128 int8"
+             for q in ${RS_QUANTS:-int4-rtn-g128}; do for f in ${RS_FLAGS:-0 1 0 1}; do
+               BRAZE_INT4_REVSPLITK=$f BRAZE_INT8_REVSPLITK=$f timeout 150 python3 bench/kernels/decode_profile.py --quant $q --out /tmp/dp.json > /tmp/dp.log 2>&1 \
                  && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['revsplitk'] = $f; print(json.dumps(d))" >> "$OUT/revsplitk-step.jsonl" \
                  || tail -20 /tmp/dp.log
-               echo "revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
-             done ;;
+               echo "$q revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
+             done; done ;;
     quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
                --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-cuda.json" 2>&1 | tail -25 ;;
     attnsweep)  # prefill attention tiles (and heavy_first) at the suite's and a long prompt's length

@@ -144,6 +144,27 @@ def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K:
 
 
 @triton.jit
+def chunk_sums_int8(xk, w, s, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K: tl.constexpr,
+                    EVEN_N: tl.constexpr, EVEN_K: tl.constexpr):
+    """chunk_sums for int8 weights, K-major int8 [K, N] (a transposed copy of braze's [N, K]):
+    the chunk's [BLOCK_K, BLOCK_N] bytes (consecutive threads, consecutive columns) times xk,
+    summed over K in registers, times the chunk's group scale (BLOCK_K divides the group)."""
+    rows = k0 + tl.arange(0, BLOCK_K)
+    wp = w + rows.to(tl.int64)[:, None] * N + cols[None, :]
+    if EVEN_N and EVEN_K:
+        wv = tl.load(wp)
+    else:
+        wv = tl.load(wp, mask=(rows[:, None] < K) & nmask[None, :], other=0)
+    dot = tl.sum(wv.to(tl.float32) * xk[:, None], axis=0)
+    gp = (tl.minimum(k0, K - 1) // GROUP) * N + cols
+    if EVEN_N:
+        sc = tl.load(s + gp).to(tl.float32)
+    else:
+        sc = tl.load(s + gp, mask=nmask, other=0.0).to(tl.float32)
+    return sc * dot
+
+
+@triton.jit
 def _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_K: tl.constexpr, STEPS: tl.constexpr, HAS_MINS: tl.constexpr, MAGIC: tl.constexpr,
                 EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, PROLOGUE: tl.constexpr):

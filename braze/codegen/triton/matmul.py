@@ -22,8 +22,9 @@ M; each (function, constexpr config) compiles once):
       A tile by the prologue, casts it to the weight dtype and accumulates tl.dot in float32
       (float32 weights: input_precision="ieee", so results match float32 references).
 
-With BRAZE_INT4_REVSPLITK=1 an int4 kernel's M = 1 launch is KERNEL_revsplitk instead (K-major
-split-K with the same fusions in one launch, matmul_revsplitk.py).
+With BRAZE_INT4_REVSPLITK=1 (int4) or BRAZE_INT8_REVSPLITK=1 (int8) a quantized kernel's M = 1
+launch is KERNEL_revsplitk instead (K-major split-K with the same fusions in one launch,
+matmul_revsplitk.py).
 
 The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are
@@ -441,7 +442,7 @@ def emit_matmul(k: Kernel, ctx: EmitContext) -> EmittedKernel:
         src += "\n\n" + library_sources(g)
     if any(c.split_k > 1 for c in configs.values()):
         src += "\n\n" + g.splitk()
-    revsplitk = not invariant and revsplitk_eligible(g)  # int4 at M = 1, BRAZE_INT4_REVSPLITK=1
+    revsplitk = not invariant and revsplitk_eligible(g)  # int4 / int8 at M = 1, behind their flags
     if revsplitk:
         src += "\n\n" + revsplitk_source(g)
 

@@ -1,5 +1,6 @@
-"""The int4 decode GEMV (M = 1) in the K-major revsplitK form, generated around the kernel's own
-prologue and epilogue. Off by default until measured on a GPU: BRAZE_INT4_REVSPLITK=1 turns it on.
+"""The int4 and int8 decode GEMVs (M = 1) in the K-major revsplitK form, generated around the
+kernel's own prologue and epilogue. Off by default until measured on a GPU: BRAZE_INT4_REVSPLITK=1
+and BRAZE_INT8_REVSPLITK=1 turn them on (int8: bytes [K, N], chunk_sums_int8).
 
 The N-major int4 GEMV has each program stream a few whole weight rows, re-reading the activation
 row and its prologue inputs per program; on the H100 it reached 24-43% of the int4 byte floor
@@ -28,11 +29,12 @@ import os
 from braze.codegen.triton.exprs import ExprEmitter
 
 INT4_REVSPLITK = os.environ.get("BRAZE_INT4_REVSPLITK", "0") == "1"
+INT8_REVSPLITK = os.environ.get("BRAZE_INT8_REVSPLITK", "0") == "1"
 # one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
 # 256-512 columns and 32-64 weights a program were the fastest stand-alone configs)
 BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
 
-HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums  # noqa: E402,F401  (revsplitK GEMVs)
+HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums, chunk_sums_int8  # noqa: E402,F401  (revsplitK)
 
 _braze_kmajor_copies = {}
 _braze_rs_scratch = {}
@@ -40,14 +42,15 @@ _braze_rs_retired = []
 
 
 def _braze_kmajor(packed, scales, mins):
-    """The K-major copy of an int4 weight for the revsplitK GEMV: (words int32 [K/8, N], scales
-    [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up runs make it).
+    """The K-major copy of a weight for the revsplitK GEMV: (int4: words int32 [K/8, N]; int8: bytes
+    [K, N]; scales [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up
+    runs make it).
     An entry holds the original tensors' storage: their addresses, the key, cannot be reused by
     another weight while the copy lives."""
     key = (packed.data_ptr(), tuple(packed.shape), scales.data_ptr())
     got = _braze_kmajor_copies.get(key)
     if got is None:
-        words = packed.contiguous().view(torch.int32).t().contiguous()
+        words = (packed.t() if packed.dtype == torch.int8 else packed.contiguous().view(torch.int32).t()).contiguous()
         got = (words, scales.t().contiguous(), None if mins is None else mins.t().contiguous())
         _braze_kmajor_copies[key] = (got, packed.untyped_storage(), scales.untyped_storage())
         return got
@@ -71,8 +74,9 @@ def _braze_rs_workspace(device, n, tiles):
 def revsplitk_eligible(g) -> bool:
     from braze.codegen.triton.matmul import _uses_rowred
     k = g.k
-    return (INT4_REVSPLITK and getattr(g, "format", None) == "int4" and g.group % BLOCK_K == 0
-            and g.k_dim % 8 == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
+    fmt = getattr(g, "format", None)
+    return (((fmt == "int4" and INT4_REVSPLITK and g.k_dim % 8 == 0) or (fmt == "int8" and INT8_REVSPLITK))
+            and g.group % BLOCK_K == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
             and (not k.reductions or g.row_scale is not None) and all(op == "sum" for op, _ in k.reductions))
 
 
@@ -111,7 +115,9 @@ def revsplitk_source(g) -> str:
         a = _full(a, "(BLOCK_M, BLOCK_K)")
         body.append(f"{ind}xk = tl.reshape({f'tl.where(kmask, {a}, 0.0)' if masked else a}, (BLOCK_K,))")
         body += [f"{ind}rp{j} += {f'tl.where(kmask, {v}, 0.0)' if masked else v}" for j, v in enumerate(parts)]
-    body += [f"        part += chunk_sums(xk, kw, ks, km, cols, nmask, k0, N, K, {g.group}, BLOCK_K, HAS_MINS, True, "
+    body += [f"        part += chunk_sums_int8(xk, kw, ks, cols, nmask, k0, N, K, {g.group}, BLOCK_K, EVEN_N, EVEN_K)"
+             if g.format == "int8" else
+             f"        part += chunk_sums(xk, kw, ks, km, cols, nmask, k0, N, K, {g.group}, BLOCK_K, HAS_MINS, True, "
              "EVEN_N, EVEN_K)",
              "    tl.atomic_add(ws + cols, part, mask=nmask, sem='relaxed')"]
     # each column tile sums the row reductions' slices in its own slots after the N column sums
@@ -144,7 +150,7 @@ def revsplitk_launch(g, operands: list[str], out: str, indent: str = "        ")
     per_program = BLOCK_K * STEPS
     args = ", ".join(operands + [out])
     return [f"{indent}G = triton.cdiv(K, {g.group})",
-            f"{indent}kw, ks, km = _braze_kmajor({_window(operands[g.w], '(N, K // 2)', w)}, "
+            f"{indent}kw, ks, km = _braze_kmajor({_window(operands[g.w], '(N, K // 2)' if g.format == 'int4' else '(N, K)', w)}, "
             f"{_window(operands[g.scales], '(N, G)', s)}, {mins})",
             f"{indent}tiles = triton.cdiv(N, {BLOCK_N})",
             f"{indent}ws, tickets = _braze_rs_workspace({out}.device, N + tiles * {len(k.reductions)}, tiles)",

@@ -1,5 +1,5 @@
-"""The int4 decode GEMV in the generated revsplitK form (braze/codegen/triton/matmul_revsplitk.py,
-BRAZE_INT4_REVSPLITK=1) against the Kernel IR interpreter, in Triton's interpreter on a machine
+"""The int4 and int8 decode GEMVs in the generated revsplitK form (braze/codegen/triton/matmul_revsplitk.py,
+BRAZE_INT4_REVSPLITK=1, BRAZE_INT8_REVSPLITK=1) against the Kernel IR interpreter, in Triton's interpreter on a machine
 without a GPU: an MLP block's three fusions (RMSNorm before gate|up, SiLU*mul before down with the
 residual after it) and a plain prologue, at an odd N (masked column tiles) and a K that the
 program's K slice does not divide (a ragged last slice). Prompt rows (3, 17) take the other paths."""
@@ -37,13 +37,14 @@ def revsplitk(monkeypatch):
     from braze.codegen.triton import matmul_revsplitk
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", True)
+    monkeypatch.setattr(matmul_revsplitk, "INT8_REVSPLITK", True)
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_K", 16)  # group 32 and 64 both hold whole chunks
     monkeypatch.setattr(matmul_revsplitk, "STEPS", 4)
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_N", 32)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 3e-3)])
-@pytest.mark.parametrize("method", ["int4-rtn-g32", "int4-rtn-g64-sym"])
+@pytest.mark.parametrize("method", ["int4-rtn-g32", "int4-rtn-g64-sym", "int8"])
 def test_revsplitk_gemvs_match_the_interpreter(revsplitk, method, dtype, tol):
     from braze.codegen.triton import emit_module
     program = _mlp(method, dtype)
@@ -60,11 +61,14 @@ def test_revsplitk_gemvs_match_the_interpreter(revsplitk, method, dtype, tol):
                 assert err < tol, (name, rows, err.item())
 
 
-def test_revsplitk_is_off_by_default_and_int4_only(monkeypatch):
+def test_revsplitk_is_off_by_default_and_per_format(monkeypatch):
     from braze.codegen.triton import emit_module, matmul_revsplitk
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert not matmul_revsplitk.INT4_REVSPLITK or os.environ.get("BRAZE_INT4_REVSPLITK") == "1"
-    monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", False)
-    assert "_revsplitk" not in emit_module(_mlp("int4-rtn-g32", "float32"))
-    monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", True)
-    assert "_revsplitk" not in emit_module(_mlp("int8", "float32"))
+    assert not matmul_revsplitk.INT8_REVSPLITK or os.environ.get("BRAZE_INT8_REVSPLITK") == "1"
+    for int4, int8 in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", int4)
+        monkeypatch.setattr(matmul_revsplitk, "INT8_REVSPLITK", int8)
+        assert ("_revsplitk" in emit_module(_mlp("int4-rtn-g32", "float32"))) == int4
+        assert ("_revsplitk" in emit_module(_mlp("int8", "float32"))) == int8
+        assert "_revsplitk" not in emit_module(_mlp("fp8", "float32"))
