@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|attnsweep|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -58,6 +58,9 @@ PY
              done; done ;;
     quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
                --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-cuda.json" 2>&1 | tail -25 ;;
+    pprofile)  # prefill GPU time by kernel, bf16 and fp8 (what the fp8 prefill ratio is made of)
+             timeout 200 python3 bench/kernels/prefill_profile.py --methods ${PROFILE_METHODS:-bf16,fp8} 2>&1 | tail -40 \
+               | tee "$OUT/prefill-profile.log" ;;
     attnsweep)  # prefill attention tiles (and heavy_first) at the suite's and a long prompt's length
              timeout 300 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 --models ${ATTN_MODELS:-tinyllama-1.1b,qwen2.5-7b} \
                --out "$OUT/attention-config-sweep.json" 2>&1 | tail -8 ;;
