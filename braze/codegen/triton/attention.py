@@ -17,10 +17,10 @@ Prefill (T > DECODE_MAX_T): grid (cdiv(T, BM), H), or with heavy_first (H, cdiv(
 query tiles in reverse, so every head's last tiles (the longest causal spans) are placed on the SMs
 first and the short ones fill in behind them. With pack_gqa a tile's BM rows are BM / GP tokens x
 the GP = next_pow2(H / Hkv) query heads of one kv head (grid over Hkv): each K/V chunk is loaded
-once for the whole group, and the causal diagonal spans BM / GP positions instead of BM. A tile of BM consecutive tokens loops over
-the distinct slots among its rows (one pass in the common case of a run of one sequence's
-tokens; a tile straddling two packed prompts takes one pass per slot, rows of other slots masked
-out). Each pass streams K/V rows 0..max position of the pass's rows in BN chunks: chunks wholly
+once for the whole group, and the causal diagonal spans BM / GP positions instead of BM.
+A tile of consecutive tokens loops over the distinct slots among its rows (one pass in the common
+case of a run of one sequence's tokens; a tile straddling two packed prompts takes one pass per
+slot, rows of other slots masked out). Each pass streams K/V rows 0..max position of the pass's rows in BN chunks: chunks wholly
 below every row's position run without masks, the rest with the causal mask col <= pos[row].
 Online softmax in float32 with exp2 (scores pre-scaled by scale * log2 e); QK^T and PV are tl.dot
 in the cache dtype (float32 with input_precision="ieee").
