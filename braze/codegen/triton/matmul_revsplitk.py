@@ -18,8 +18,8 @@ by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make
            generator's epilogue_store, then re-zeroes its workspace columns, slots and ticket. One
            launch: no memset, no cast kernel, no second pass over the row.
 
-Eligible: int4 weights, a group divisible by the chunk, K % 8 == 0, no L2-prefetch tag, an epilogue
-without row reductions, and a prologue whose reductions (if any) are sums that factor out as a row
+Eligible: int4 weights with K % 8 == 0, or int8 weights (each behind its flag), a group divisible
+by the chunk, no L2-prefetch tag, an epilogue without row reductions, and a prologue whose reductions (if any) are sums that factor out as a row
 scale.
 """
 from __future__ import annotations
