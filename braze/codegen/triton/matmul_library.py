@@ -138,15 +138,20 @@ def epilogue_source(g) -> str:
     return "\n".join(head + body) + "\n"
 
 
+def _fp8_rows(g) -> bool:
+    """Whether A reaches the library call as e4m3 rows from KERNEL_prologue_fp8 (matmul_quant.fp8_fused)."""
+    from braze.codegen.triton.matmul_quant import fp8_fused
+    return bool(g.k.attr("quant")) and fp8_fused(g)
+
+
 def library_sources(g) -> str:
-    parts, fp8_rows = [], False
+    parts = []
     if g.k.attr("quant"):
-        from braze.codegen.triton.matmul_quant import FP8_HELPER, dequant_source, fp8_fused, prologue_fp8_source
+        from braze.codegen.triton.matmul_quant import FP8_HELPER, dequant_source, prologue_fp8_source
         parts.append(FP8_HELPER if g.format == "fp8" else dequant_source(g))
-        fp8_rows = fp8_fused(g)
-        if fp8_rows:
+        if _fp8_rows(g):
             parts.append(prologue_fp8_source(g))
-    if _plain_a(g) is None and not fp8_rows:
+    if _plain_a(g) is None and not _fp8_rows(g):
         parts.append(prologue_source(g))
     if not _direct_out(g) and _addmm_term(g) is None:
         parts.append(epilogue_source(g))
@@ -168,7 +173,10 @@ def library_launch(g, operands: list[str], out: str, indent: str = "        ") -
     plain = _plain_a(g)
     block_m, split_k = _prologue_grid(g)
     k_programs = f"triton.cdiv(K, {PROLOGUE_BLOCK_K})" if split_k else "1"
-    if plain is not None:
+    if _fp8_rows(g):  # A as e4m3 rows with their scales (a8, s_a), whatever the prologue
+        from braze.codegen.triton.matmul_quant import fp8_prologue_launch
+        lines += fp8_prologue_launch(g, operands, out, indent)
+    elif plain is not None:
         av = k.operands[plain]
         lines.append(f"{indent}a = {_window(operands[plain], '(M, K)', av)}")
     else:

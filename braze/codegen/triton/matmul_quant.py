@@ -194,9 +194,19 @@ def dequant_source(g: QuantGen) -> str:
     return "\n".join(head + body) + "\n"
 
 
+def fp8_prologue_launch(g: QuantGen, operands: list[str], out: str, indent: str) -> list[str]:
+    """matmul_library's A for an fp8_fused matmul: KERNEL_prologue_fp8 into the e4m3 rows a8 and
+    their scales s_a (workspaces), in place of the prologue kernel or the plain A window."""
+    return [f"{indent}a8 = _braze_workspace({out}.device, torch.float8_e4m3fn, M * K, 3)[: M * K].view(M, K)",
+            f"{indent}s_a = _braze_workspace({out}.device, torch.float32, M, 4)[:M].view(M, 1)",
+            f"{indent}KERNEL_prologue_fp8[(M,)]({', '.join(operands)}, a8, s_a, M, N, K, BLOCK_M=1, "
+            f"BLOCK_K={FP8_BLOCK_K}, EVEN_K=K % {FP8_BLOCK_K} == 0, num_warps=4)"]
+
+
 def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out: str, indent: str) -> list[str]:
     """matmul_library's launch lines with the float weight `w` replaced: int8/int4 dequantized into a
-    workspace by KERNEL_dequant; fp8 through _braze_fp8_mm (torch._scaled_mm)."""
+    workspace by KERNEL_dequant; fp8 through _braze_fp8_scaled_mm on the e4m3 rows
+    (fp8_prologue_launch), or _braze_fp8_mm where N or K is not a multiple of 16."""
     import re
 
     ctx, k = g.ctx, g.k
@@ -214,16 +224,7 @@ def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out
     lines[w_line: w_line + 1] = [
         f"{indent}w8 = {w8}.as_strided((N, K), ({wv.strides[0]}, 1), {w8}.storage_offset() + {wv.offset})",
         f"{indent}w_scales = {sc}.as_strided((N,), ({sv.strides[0]},), {sc}.storage_offset() + {sv.offset})"]
-    fused = fp8_fused(g)
-    if fused:  # A (plain or through KERNEL_prologue) becomes e4m3 rows from KERNEL_prologue_fp8
-        first_a = next(i for i, line in enumerate(lines) if line.strip().startswith("a = "))
-        lines = [line for line in lines if not line.strip().startswith(("a = ", "KERNEL_prologue["))]
-        lines[first_a:first_a] = [
-            f"{indent}a8 = _braze_workspace({out}.device, torch.float8_e4m3fn, M * K, 3)[: M * K].view(M, K)",
-            f"{indent}s_a = _braze_workspace({out}.device, torch.float32, M, 4)[:M].view(M, 1)",
-            f"{indent}KERNEL_prologue_fp8[(M,)]({', '.join(operands)}, a8, s_a, M, N, K, BLOCK_M=1, "
-            f"BLOCK_K={FP8_BLOCK_K}, EVEN_K=K % {FP8_BLOCK_K} == 0, num_warps=4)"]
-    call = "_braze_fp8_scaled_mm(a8, s_a, w8, w_scales" if fused else "_braze_fp8_mm(a, w8, w_scales"
+    call = "_braze_fp8_scaled_mm(a8, s_a, w8, w_scales" if fp8_fused(g) else "_braze_fp8_mm(a, w8, w_scales"
     out_lines = []
     for line in lines:
         mm = re.match(r"^(\s*)torch\.mm\(a, w\.t\(\), out=(.*)\)$", line)
