@@ -86,6 +86,16 @@ def _magic(wb, SHIFT: tl.constexpr):
 
 
 @triton.jit
+def _column_values(ptr, gp, nmask, EVEN_N: tl.constexpr):
+    """The group values (scales or mins) at offsets gp of the chunk's columns, as float32."""
+    if EVEN_N:
+        v = tl.load(ptr + gp)
+    else:
+        v = tl.load(ptr + gp, mask=nmask, other=0.0)
+    return v.to(tl.float32)
+
+
+@triton.jit
 def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K: tl.constexpr,
                HAS_MINS: tl.constexpr, MAGIC: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr):
     """The [BLOCK_N] column sums of one chunk: xk [BLOCK_K] (float32, zero past K) against the
@@ -128,16 +138,9 @@ def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K:
     # BLOCK_K divides GROUP: the whole chunk has one scale and one min per column
     # a chunk past K (last program of a ragged K) reads the last group: its x and q are 0
     gp = (tl.minimum(k0, K - 1) // GROUP) * N + cols
-    if EVEN_N:
-        sc = tl.load(s + gp).to(tl.float32)
-    else:
-        sc = tl.load(s + gp, mask=nmask, other=0.0).to(tl.float32)
+    sc = _column_values(s, gp, nmask, EVEN_N)
     if HAS_MINS:
-        if EVEN_N:
-            mn = tl.load(m + gp).to(tl.float32)
-        else:
-            mn = tl.load(m + gp, mask=nmask, other=0.0).to(tl.float32)
-        part = sc * dot + mn * xsum
+        part = sc * dot + _column_values(m, gp, nmask, EVEN_N) * xsum
     else:
         part = sc * (dot - 8.0 * xsum)
     return part
@@ -156,12 +159,7 @@ def chunk_sums_int8(xk, w, s, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_
     else:
         wv = tl.load(wp, mask=(rows[:, None] < K) & nmask[None, :], other=0)
     dot = tl.sum(wv.to(tl.float32) * xk[:, None], axis=0)
-    gp = (tl.minimum(k0, K - 1) // GROUP) * N + cols
-    if EVEN_N:
-        sc = tl.load(s + gp).to(tl.float32)
-    else:
-        sc = tl.load(s + gp, mask=nmask, other=0.0).to(tl.float32)
-    return sc * dot
+    return _column_values(s, (tl.minimum(k0, K - 1) // GROUP) * N + cols, nmask, EVEN_N) * dot
 
 
 @triton.jit
