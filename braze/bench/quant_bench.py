@@ -6,11 +6,11 @@ For bf16 and each method: braze.LLM(..., quant=method) compiled once, then decod
 difference between 1 and 1 + new_tokens generated tokens, CUDA graphs) and prefill tokens/s of a
 2048-token prompt, every method measured once per round in turn, medians over the rounds (two runs
 of one method at a time, back to back, differed by up to 1.6x in prefill); speedups are against
-bf16 in the same run. Then every
-distinct weight shape of the model as a matmul at M = 1 (a decode GEMV) against its own roofline,
-(weight bytes incl. scales + x + out) / measured copy bandwidth: alone (one CUDA-graph replay, cold
-L2) and in a chain of copies with distinct weights replayed from one graph (gemv_roofline). Random weights: int4 runs round-to-nearest (AWQ changes the values, not the
-kernels or the bytes, so its speed is RTN's).
+bf16 in the same run. Then every distinct weight shape of the model as a matmul at M = 1 (a decode
+GEMV) against its own roofline, (weight bytes incl. scales + x + out) / measured copy bandwidth:
+alone (one CUDA-graph replay, cold L2) and in a chain of copies with distinct weights replayed from
+one graph (gemv_roofline). Random weights: int4 runs round-to-nearest (AWQ changes the values, not
+the kernels or the bytes, so its speed is RTN's).
 """
 from __future__ import annotations
 
