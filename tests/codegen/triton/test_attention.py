@@ -149,14 +149,15 @@ def test_decode_splits(dtype):
           DECODE_BN=16, DECODE_MIN_ROWS_PER_SPLIT=16, DECODE_PROGRAMS_PER_SM=4)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
 @pytest.mark.parametrize("heavy_first", [0, 1])
 @pytest.mark.parametrize("d", [12, 16])
-def test_prefill_small_blocks(d, heavy_first):
-    # several query tiles, each straddling sequences or not, with 16-row blocks (float16: float32
-    # takes its own fixed tiles); heavy_first runs the tiles heads-major and last tile first
+def test_prefill_small_blocks(d, heavy_first, dtype):
+    # several query tiles, each straddling sequences or not, with 16-row blocks (float16; float32
+    # takes its own fixed 32-row tiles); heavy_first runs the tiles heads-major and last tile first
     slots = [0] * 20 + [2] * 30 + [1] * 5
     positions = list(range(40, 60)) + list(range(30)) + list(range(100, 105))
-    check(6, 2, d, slots, positions, "float16", ctx=110, paths=("prefill",), PREFILL_BM=16, PREFILL_BN=16,
+    check(6, 2, d, slots, positions, dtype, ctx=110, paths=("prefill",), PREFILL_BM=16, PREFILL_BN=16,
           PREFILL_HEAVY_FIRST=heavy_first)
 
 
