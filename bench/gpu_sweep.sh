@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|fp8res|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -64,6 +64,8 @@ PY
     attnsweep)  # prefill attention tiles (and heavy_first) at the suite's and a long prompt's length
              timeout 300 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 --models ${ATTN_MODELS:-tinyllama-1.1b,qwen2.5-7b} \
                --out "$OUT/attention-config-sweep.json" 2>&1 | tail -8 ;;
+    fp8res)  # fp8 projections with a residual: _scaled_mm + add (braze now) vs a Triton e4m3 GEMM adding it in its epilogue
+             timeout 240 python3 bench/kernels/fp8_residual_gemm.py --tokens ${FP8RES_TOKENS:-2048} --out "$OUT/fp8-residual-gemm.json" 2>&1 | grep -v Warn | tail -12 ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \
