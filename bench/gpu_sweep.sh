@@ -57,7 +57,7 @@ PY
                echo "$q revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
              done; done ;;
     quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
-               --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-cuda.json" 2>&1 | tail -25 ;;
+               --repeats ${QUANT_REPEATS:-3} --out "$OUT/${QUANT_OUT:-quant-cuda.json}" 2>&1 | tail -25 ;;
     pprofile)  # prefill GPU time by kernel, bf16 and fp8 (what the fp8 prefill ratio is made of)
              timeout 200 python3 bench/kernels/prefill_profile.py --methods ${PROFILE_METHODS:-bf16,fp8} 2>&1 | tail -40 \
                | tee "$OUT/prefill-profile.log" ;;
@@ -65,7 +65,13 @@ PY
              timeout 300 python3 bench/kernels/attention_config_sweep.py --seqs ${ATTN_SEQS:-512,2048} --dtypes bfloat16 --models ${ATTN_MODELS:-tinyllama-1.1b,qwen2.5-7b} \
                --out "$OUT/attention-config-sweep.json" 2>&1 | tail -8 ;;
     fp8res)  # fp8 projections with a residual: _scaled_mm + add (braze now) vs a Triton e4m3 GEMM adding it in its epilogue
-             timeout 240 python3 bench/kernels/fp8_residual_gemm.py --tokens ${FP8RES_TOKENS:-2048} --out "$OUT/fp8-residual-gemm.json" 2>&1 | grep -v Warn | tail -12 ;;
+             # then fp8 prefill end to end with its best TinyLlama config on (BRAZE_FP8_FUSED_ADD=1), against off
+             timeout 240 python3 bench/kernels/fp8_residual_gemm.py --tokens ${FP8RES_TOKENS:-2048} --out "$OUT/fp8-residual-gemm.json" \
+               --config-out /tmp/fp8-add-config 2>&1 | grep -v Warn | tail -12
+             [ "${FP8RES_E2E:-1}" = 1 ] && [ -s /tmp/fp8-add-config ] && for f in 0 1; do
+               BRAZE_FP8_FUSED_ADD=$f BRAZE_FP8_ADD_CONFIG=$(cat /tmp/fp8-add-config) timeout 200 python3 -m braze.bench.quant_bench \
+                 --methods fp8 --no-gemv --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-fp8-fusedadd$f.json" 2>&1 | grep -E "prefill" | tail -4
+             done ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \

@@ -88,7 +88,8 @@ def gemv_roofline(n: int, k: int, method: str | None, bandwidth: float, repeats:
             "chain_pct_of_roofline": round(100 * roof_us / chain_us, 1)}
 
 
-def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048, repeats: int = 9, say=print) -> dict:
+def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048, repeats: int = 9, say=print,
+        gemv: bool = True) -> dict:
     from braze.bench.ceilings import measure_copy_bandwidth
     from braze.bench.suite.checkpoint import make_checkpoint
     from braze.bench.suite.configs import MODEL_CONFIGS
@@ -133,6 +134,8 @@ def run(out: str, methods=METHODS, new_tokens: int = 64, prefill_len: int = 2048
         result["methods"].append(entry)
     result["repeats"] = repeats
     _save(result, out)
+    if not gemv:
+        return result
     h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     kv = cfg["num_key_value_heads"] * h // cfg["num_attention_heads"]
     shapes = [(h + 2 * kv, h), (h, h), (2 * inter, h), (h, inter), (v, h)]  # qkv, o, gate|up, down, lm_head
@@ -161,8 +164,10 @@ def main(argv=None) -> int:
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--prefill-len", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--no-gemv", action="store_true", help="decode and prefill only, no GEMV-by-shape rows")
     args = p.parse_args(argv)
-    run(args.out, tuple(m for m in args.methods.split(",") if m), args.new_tokens, args.prefill_len, args.repeats)
+    run(args.out, tuple(m for m in args.methods.split(",") if m), args.new_tokens, args.prefill_len, args.repeats,
+        gemv=not args.no_gemv)
     return 0
 
 

@@ -101,11 +101,17 @@ def test_fp8_prefill_through_scaled_mm_gpu():
 
 
 @pytest.mark.gpu
-def test_fp8_prefill_with_residual_gpu():
+@pytest.mark.parametrize("fused_add", [False, True])
+def test_fp8_prefill_with_residual_gpu(fused_add, monkeypatch):
     """The fp8 prefill path with a residual added (the O / down projections' epilogue): per-token
-    activation scales from the Triton kernel, _scaled_mm, then the add into the output."""
+    activation scales from the Triton kernel, then _scaled_mm and the add into the output, or
+    (BRAZE_FP8_FUSED_ADD) fp8_gemm's one kernel adding it in its epilogue."""
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("needs a GPU with fp8 (sm_89+)")
+    from braze.codegen.triton import fp8_gemm
+    calls, fused = [], fp8_gemm.fp8_mm_add
+    monkeypatch.setattr(fp8_gemm, "FUSED_ADD", fused_add)
+    monkeypatch.setattr(fp8_gemm, "fp8_mm_add", lambda *a, **kw: (calls.append(1), fused(*a, **kw)))
     b = GraphBuilder(symbols={"T": 80})
     x = b.input("x", ("T", K), "bfloat16")
     r = b.input("r", ("T", 48), "bfloat16")
@@ -119,6 +125,7 @@ def test_fp8_prefill_with_residual_gpu():
         ref = Executable(program, backend="reference", device="cuda").run(feeds)["y"].float().clone()
         out = exe.run(feeds)["y"].float()
         assert (out - ref).abs().max() / ref.abs().max() < 5e-2, rows
+    assert len(calls) == (2 if fused_add else 0)
 
 
 @pytest.mark.parametrize("kind", ["Q4_K", "Q6_K"])

@@ -130,6 +130,11 @@ FP8_HELPER = '''def _braze_fp8_scaled_mm(a8, s_a, w8, scale_w, out, add=None):
         y = (a8.float() * s_a) @ (w8.float() * scale_w.float().view(-1, 1)).t()
         out.copy_(y if add is None else y + add.float())
         return
+    if add is not None and add.shape == out.shape and add.stride(-1) == 1 and out.stride(-1) == 1:
+        from braze.codegen.triton import fp8_gemm
+        if fp8_gemm.FUSED_ADD:  # the residual added in the GEMM's epilogue (fp8_gemm.py)
+            fp8_gemm.fp8_mm_add(a8, s_a, w8, scale_b.view(-1), add, out)
+            return
     out_dtype = torch.bfloat16 if out.dtype == torch.float32 else out.dtype
     if add is None and out.dtype == out_dtype and out.is_contiguous():
         torch._scaled_mm(a8, w8.t(), scale_a=s_a, scale_b=scale_b, out_dtype=out_dtype, use_fast_accum=True, out=out)
