@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|fp8res|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   [SWEEP_BUDGET_S=560] bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|fp8res|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -8,7 +8,13 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 steps=${*:-tests kernels decode}
+# SWEEP_BUDGET_S: the call's time; a step is skipped (and named) once less than SWEEP_MIN_S is left,
+# so a call cut short by its limit still ends cleanly with what it measured
+budget=${SWEEP_BUDGET_S:-100000}; started=$SECONDS
 for step in $steps; do
+  left=$((budget - (SECONDS - started)))
+  if [ "$left" -lt "${SWEEP_MIN_S:-90}" ]; then echo "== $step skipped: ${left} s of the budget left" | tee -a "$OUT/steps.log"; continue; fi
+  step_start=$SECONDS
   case $step in
     tests)   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py tests/bench/test_int4_revsplitk.py \
                tests/frontend/test_torch_export.py tests/quant/test_quant_kernels.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
@@ -78,5 +84,7 @@ PY
                --dtypes ${KSUITE_DTYPES:-bfloat16,float32} --seqs ${KSUITE_SEQS:-32,128,512} ${KSUITE_CASES:+--cases $KSUITE_CASES} \
                --kernel-peers ${KSUITE_PEERS:-braze,eager,compile,max-autotune} --merge --out "$OUT/kernels-cuda.json" 2>&1 | tail -70 ;;
     suite)   timeout 400 python3 -m braze.bench.suite --device cuda --models ${SUITE_MODELS:-tinyllama-1.1b} --out "$OUT/latest-cuda.json" 2>&1 | tail -40 ;;
+    *)       echo "== unknown step $step (the steps: see this script's first lines)"; continue ;;
   esac
+  echo "== $step took $((SECONDS - step_start)) s" | tee -a "$OUT/steps.log"
 done
