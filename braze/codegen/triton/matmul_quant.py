@@ -125,11 +125,10 @@ FP8_HELPER = '''def _braze_fp8_scaled_mm(a8, s_a, w8, scale_w, out, add=None):
     (the matmul's fp8 prologue kernel), torch._scaled_mm with row-wise scales and fast accumulation (as float8
     inference in torchao does), written straight into `out` when nothing is added. Off the GPU
     (Triton's interpreter) the same products in float32."""
-    scale_b = scale_w.float().reshape(1, -1)
     if a8.device.type != "cuda":
-        y = (a8.float() * s_a) @ (w8.float() * scale_w.float().view(-1, 1)).t()
-        out.copy_(y if add is None else y + add.float())
+        _braze_fp8_mm(a8.float() * s_a, w8, scale_w, out, add)
         return
+    scale_b = scale_w.float().reshape(1, -1)
     if add is not None and add.shape == out.shape and add.stride(-1) == 1 and out.stride(-1) == 1:
         from braze.codegen.triton import fp8_gemm
         if fp8_gemm.FUSED_ADD:  # the residual added in the GEMM's epilogue (fp8_gemm.py)
