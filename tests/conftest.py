@@ -137,6 +137,18 @@ def make_tiny_checkpoint(family: str, folder: Path, *, seed: int = 0, max_shard_
     return folder
 
 
+@pytest.fixture
+def triton_device(monkeypatch) -> str:
+    """Where a Triton backend test runs its kernels: the GPU when there is one, else Triton's
+    interpreter on the CPU. (Setting TRITON_INTERPRET on a GPU machine would mix interpreted
+    kernels with @triton.jit helpers already compiled for the GPU, which the interpreter refuses.)"""
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        return "cuda"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    return "cpu"
+
+
 @pytest.fixture(scope="module")
 def fresh_braze_cache(tmp_path_factory):
     """BRAZE_CACHE_DIR in a new folder for one test module, so its kernels are compiled rather

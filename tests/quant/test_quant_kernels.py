@@ -31,13 +31,14 @@ def _program(method: str, dtype: str, widths=(("q", 37), ("k", 19))):
     return program
 
 
-def _check(program, backend, dtype, tol):
+def _check(program, backend, dtype, tol, device="cpu"):
+    exe = Executable(program, backend=backend, device=device)
     for rows in (1, 3, 17, 70):  # GEMV, GEMV (M <= 16), fused GEMM, library (dequantize + mm)
         x = torch.randn(rows, K, generator=torch.Generator().manual_seed(rows)).to(getattr(torch, dtype))
         ref = {n: v.float().clone() for n, v in Executable(program, backend="reference").run({"x": x}).items()}
-        out = Executable(program, backend=backend, device="cpu").run({"x": x})
+        out = exe.run({"x": x.to(device)})
         for name in ref:
-            err = (out[name].float() - ref[name]).abs().max() / ref[name].abs().max()
+            err = (out[name].float().cpu() - ref[name]).abs().max() / ref[name].abs().max()
             assert err < tol, (name, rows, err.item())
 
 
@@ -48,10 +49,8 @@ def test_cpp_quantized_matmul(method):
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 3e-3)])
 @pytest.mark.parametrize("method", METHODS)
-def test_triton_quantized_matmul(method, dtype, tol, monkeypatch):
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    _check(_program(method, dtype), "triton", dtype, tol)
+def test_triton_quantized_matmul(method, dtype, tol, triton_device):
+    _check(_program(method, dtype), "triton", dtype, tol, triton_device)
 
 
 @pytest.mark.parametrize("method", ["int8", "int4-rtn-g32"])
@@ -130,16 +129,14 @@ def test_fp8_prefill_with_residual_gpu(fused_add, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["Q4_K", "Q6_K"])
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_gguf_k_quant_blocks_run_in_the_kernels(kind, backend, monkeypatch):
+def test_gguf_k_quant_blocks_run_in_the_kernels(kind, backend, request):
     """A GGUF K-quant tensor run from its own blocks (int4 g32 with float32 scales and mins, or
     int8 g16), through the GEMV, the fused GEMM and the library path, against the interpreter."""
     import numpy as np
 
     from braze.quant.gguf_blocks import blocks_to_quantized
     from braze.quant.methods import QuantScheme
-    if backend == "triton":
-        pytest.importorskip("triton")
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    device = request.getfixturevalue("triton_device") if backend == "triton" else "cpu"
     rng = np.random.default_rng(2)
     n, k = 48, 512
     raw = rng.integers(0, 256, (n, k // 256, {"Q4_K": 144, "Q6_K": 210}[kind]), dtype=np.uint8)
@@ -158,17 +155,15 @@ def test_gguf_k_quant_blocks_run_in_the_kernels(kind, backend, monkeypatch):
     for rows in (1, 3, 17, 70):
         xs = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))
         ref = Executable(program, backend="reference").run({"x": xs})["y"].clone()
-        out = Executable(program, backend=backend, device="cpu").run({"x": xs})["y"]
+        out = Executable(program, backend=backend, device=device).run({"x": xs.to(device)})["y"].cpu()
         assert (out - ref).abs().max() / ref.abs().max() < 1e-5, rows
 
 
 @pytest.mark.parametrize("prologue", ["rms_norm", "silu_mul", "plain"])
-def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, monkeypatch):
+def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, triton_device):
     """fp8 prefill with N and K multiples of 16: one kernel computes the prologue's rows and writes
     them as e4m3 with a per-token scale (max |a| / 448), and the product runs on those (in float32
     here, torch._scaled_mm on a GPU). The residual is added after."""
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
     gen = torch.Generator().manual_seed(2)
     k, n, rows = 64, 48, 70
     b = GraphBuilder(symbols={"T": 80})
@@ -180,18 +175,18 @@ def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, monkey
          "silu_mul": lambda: b.mul(b.silu(x), u), "plain": lambda: x}[prologue]()
     w = b.weight("w.weight", torch.randn(n, k, generator=gen))
     program = lower(b.build({"y": b.add(b.matmul(a, b.transpose(w)), r)}), quant=parse_method("fp8"))
-    exe = Executable(program, backend="triton", device="cpu")
+    exe = Executable(program, backend="triton", device=triton_device)
     assert "_prologue_fp8[" in exe.compiled.source and "_prologue[" not in exe.compiled.source
     feeds = {"x": torch.randn(rows, k, generator=gen) * 3, "u": torch.randn(rows, k, generator=gen),
              "r": torch.randn(rows, n, generator=gen)}
-    got = exe.run(feeds)["y"].float().clone()
+    got = exe.run({name: v.to(triton_device) for name, v in feeds.items()})["y"].float().cpu()
 
     xf = feeds["x"]
     want_a = {"rms_norm": lambda: xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * g,
               "silu_mul": lambda: torch.nn.functional.silu(xf) * feeds["u"], "plain": lambda: xf}[prologue]()
     ws = exe.compiled.module._braze_ws
-    a8 = next(v for (dev, dt, slot), v in ws.items() if slot == 3)[: rows * k].view(rows, k)
-    s_a = next(v for (dev, dt, slot), v in ws.items() if slot == 4)[:rows].view(rows, 1)
+    a8 = next(v for (dev, dt, slot), v in ws.items() if slot == 3)[: rows * k].view(rows, k).cpu()
+    s_a = next(v for (dev, dt, slot), v in ws.items() if slot == 4)[:rows].view(rows, 1).cpu()
     torch.testing.assert_close(s_a, want_a.abs().amax(-1, keepdim=True) / 448, rtol=1e-5, atol=0)
     # e4m3 keeps 3 mantissa bits: each value within half a step (1/16 relative) of the float row
     torch.testing.assert_close(a8.float() * s_a, want_a, rtol=1 / 16, atol=s_a.max().item() * 2 ** -9)

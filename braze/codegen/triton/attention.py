@@ -63,27 +63,36 @@ DECODE_PROGRAMS_PER_SM = 2        # splits are chosen so T * Hkv * splits ~ this
 DECODE_MAX_SPLITS = 64
 PREFILL_BM, PREFILL_BN = 64, 64
 PREFILL_WARPS, PREFILL_STAGES = 4, 3  # 128x64 with 8 warps spills ~260 B (ptxas, sm_90a)
-PREFILL_HEAVY_FIRST = 0    # 1: the longest causal tiles launch first (the module docstring)
-PREFILL_PACK_GQA = 0       # 1: a tile holds every query head of one kv head (the module docstring)
+PREFILL_HEAVY_FIRST = 1    # the longest causal tiles launch first (the module docstring); 0: off
+PREFILL_PACK_GQA = "auto"  # 1: a tile holds every query head of one kv head (the module docstring);
+                           # auto: when that group is a power of two (a padded group wastes rows)
+PREFILL_LONG_PACKED = (128, 64, 4, 3)  # auto-packed tiles for prompts past 1024 tokens or of unknown length
 
 
-def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None) -> dict:
-    """Prefill tiles by dtype, head_dim and, when the token count is fixed at compile time, by
-    prompt length (bench/kernels/attention_config_sweep.py, H100. TinyLlama's attention case, D 64:
+def prefill_defaults(fp32: bool, head_dim: int, tokens: int | None, group: int = 1) -> dict:
+    """Prefill tiles by dtype, head_dim, GQA group and, when the token count is fixed at compile
+    time, by prompt length (bench/kernels/attention_config_sweep.py, H100. TinyLlama's attention case, D 64:
     float32 at 64x64 was 59.6 / 62.7 / 172 us at 32 / 128 / 512 tokens, 32x64 21.5 / 160 us at 128
     / 512 and 16x32 9.2 us at 32; bfloat16 16x32 7.0 us at 32 and 32x64 9.1 us at 128, 64x64 stays
     best at 512. Qwen2.5-7B's, D 128, float32 at 32 tokens: 64x64 485 us, 32x64 156, 32x32 14.4,
-    16x32 12.5: a 64-wide K/V tile of 128 float32 columns spills)."""
+    16x32 12.5: a 64-wide K/V tile of 128 float32 columns spills).
+    bfloat16 past 256 tokens (`ATTN_SEQS=512,2048 bash bench/gpu_sweep.sh attnsweep`): 64x64 with
+    heavy_first at 512 / 2048 tokens, TinyLlama (group 8) 15.0 -> 14.8 / 80.6 -> 69.7 us, Qwen2.5-7B
+    (group 7) 20.0 -> 19.1 / 110.5 -> 93.2; TinyLlama packed as well 14.6 at 512 and, with 128x64
+    tiles, 60.2 at 2048 (eager's SDPA: 13.2 / 60.6); Qwen packed (to 8 of 7 heads): 106.0 at 2048."""
+    pack = PREFILL_PACK_GQA in (1, "1") or (PREFILL_PACK_GQA == "auto" and group > 1 and group & (group - 1) == 0)
     if tokens is not None and tokens <= 64:  # few rows: small tiles give the SMs more programs
         tiles = (16, 32, 4, 2)
     elif fp32 and head_dim > 64:
         tiles = (32, 32, 4, 2)
     elif fp32 or (tokens is not None and tokens <= 256):  # float32 tiles at 64x64 spill registers
         tiles = (32, 64, 4, 2)
+    elif pack and PREFILL_PACK_GQA == "auto" and (tokens is None or tokens > 1024):
+        tiles = PREFILL_LONG_PACKED
     else:
         tiles = (PREFILL_BM, PREFILL_BN, PREFILL_WARPS, PREFILL_STAGES)
     return {**dict(zip(("block_m", "block_n", "num_warps", "num_stages"), tiles)), "heavy_first": PREFILL_HEAVY_FIRST,
-            "pack_gqa": PREFILL_PACK_GQA}
+            "pack_gqa": int(pack)}
 
 ROPE_HELPER = '''
 @triton.jit
@@ -362,7 +371,7 @@ def emit_attention(k: Kernel, ctx: EmitContext) -> EmittedKernel:
     # launch parameters: braze.tune's knobs (bucket 1: decode, 0: prefill) over the defaults above
     dec = knob_config(k, 1, {"block_n": DECODE_BN, "num_warps": DECODE_WARPS, "num_stages": DECODE_STAGES,
                              "programs_per_sm": DECODE_PROGRAMS_PER_SM})
-    pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None))
+    pre = knob_config(k, 0, prefill_defaults(fp32, d, tdim if isinstance(tdim, int) else None, group))
     pack = next_pow2(group) if pre["pack_gqa"] and group > 1 else 1
     pre["block_m"] = max(pre["block_m"], pack)  # a packed tile holds at least one token
     tiles, head_programs = f"triton.cdiv(T, {pre['block_m'] // pack})", hkv if pack > 1 else h

@@ -131,7 +131,7 @@ FP8_HELPER = '''def _braze_fp8_scaled_mm(a8, s_a, w8, scale_w, out, add=None):
     scale_b = scale_w.float().reshape(1, -1)
     if add is not None and add.shape == out.shape and add.stride(-1) == 1 and out.stride(-1) == 1:
         from braze.codegen.triton import fp8_gemm
-        if fp8_gemm.FUSED_ADD:  # the residual added in the GEMM's epilogue (fp8_gemm.py)
+        if fp8_gemm.use_fused_add(*w8.shape):  # the residual added in the GEMM's epilogue (fp8_gemm.py)
             fp8_gemm.fp8_mm_add(a8, s_a, w8, scale_b.view(-1), add, out)
             return
     out_dtype = torch.bfloat16 if out.dtype == torch.float32 else out.dtype

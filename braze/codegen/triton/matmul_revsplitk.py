@@ -1,6 +1,12 @@
 """The int4 and int8 decode GEMVs (M = 1) in the K-major revsplitK form, generated around the
-kernel's own prologue and epilogue. Off by default until measured on a GPU: BRAZE_INT4_REVSPLITK=1
-and BRAZE_INT8_REVSPLITK=1 turn them on (int8: bytes [K, N], chunk_sums_int8).
+kernel's own prologue and epilogue. int4: on for weights of at least AUTO_MIN_WEIGHTS (N x K), where
+the H100 measured it faster (below); BRAZE_INT4_REVSPLITK=1 takes it for every int4 GEMV, =0 for
+none. int8 (bytes [K, N], chunk_sums_int8): off, measured slower; BRAZE_INT8_REVSPLITK=1 turns it on.
+
+Measured (H100, TinyLlama-1.1B int4-rtn-g128 decode step, `RS_QUANTS="int4-rtn-g128 int8" bash
+bench/gpu_sweep.sh rsstep`, both flags on, 22 layers): gate/up (11264 x 2048) 264 -> 230 us, down
+(2048 x 5632) 255 -> 196 us, but QKV (2560 x 2048) 103 -> 127 us: at 5 column tiles x 32 K slices
+it fills barely more than one wave of the 132 SMs. int8: gate/up 348 -> 815 us, every shape slower.
 
 The N-major int4 GEMV has each program stream a few whole weight rows, re-reading the activation
 row and its prologue inputs per program; on the H100 it reached 24-43% of the int4 byte floor
@@ -18,9 +24,10 @@ by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make
            generator's epilogue_store, then re-zeroes its workspace columns, slots and ticket. One
            launch: no memset, no cast kernel, no second pass over the row.
 
-Eligible: int4 weights with K % 8 == 0, or int8 weights (each behind its flag), a group divisible
-by the chunk, no L2-prefetch tag, an epilogue without row reductions, and a prologue whose reductions (if any) are sums that factor out as a row
-scale.
+Eligible: int4 weights with K % 8 == 0, or int8 weights (each as its setting says), a group
+divisible by the chunk, no L2-prefetch tag, an epilogue without row reductions, and a prologue whose
+reductions (if any) are sums that factor out as a row scale. The K-major copy is kept beside the
+stored weight (prefill's GEMM reads that one), so an eligible weight's memory doubles.
 """
 from __future__ import annotations
 
@@ -28,8 +35,17 @@ import os
 
 from braze.codegen.triton.exprs import ExprEmitter
 
-INT4_REVSPLITK = os.environ.get("BRAZE_INT4_REVSPLITK", "0") == "1"
-INT8_REVSPLITK = os.environ.get("BRAZE_INT8_REVSPLITK", "0") == "1"
+
+def _setting(name: str, default: str) -> str:
+    value = os.environ.get(name, default)
+    if value not in ("0", "1", "auto"):
+        raise ValueError(f"{name}={value!r}: use 1 (always), 0 (never) or auto (by weight size)")
+    return value
+
+
+INT4_REVSPLITK = _setting("BRAZE_INT4_REVSPLITK", "auto")  # tests set True / False too
+INT8_REVSPLITK = _setting("BRAZE_INT8_REVSPLITK", "0")
+AUTO_MIN_WEIGHTS = 8 << 20  # "auto": N x K from here up (down 11.5 M and gate/up 23 M won, QKV 5.2 M lost)
 # one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
 # 256-512 columns and 32-64 weights a program were the fastest stand-alone configs)
 BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
@@ -71,11 +87,17 @@ def _braze_rs_workspace(device, n, tiles):
 '''
 
 
+def _on(setting, g) -> bool:
+    if setting == "auto":  # weights of unknown size (a symbolic N or K) stay on the N-major GEMV
+        return isinstance(g.n_dim, int) and isinstance(g.k_dim, int) and g.n_dim * g.k_dim >= AUTO_MIN_WEIGHTS
+    return setting in (True, "1")
+
+
 def revsplitk_eligible(g) -> bool:
     from braze.codegen.triton.matmul import _uses_rowred
     k = g.k
     fmt = getattr(g, "format", None)
-    return (((fmt == "int4" and INT4_REVSPLITK and g.k_dim % 8 == 0) or (fmt == "int8" and INT8_REVSPLITK))
+    return (((fmt == "int4" and _on(INT4_REVSPLITK, g) and g.k_dim % 8 == 0) or (fmt == "int8" and _on(INT8_REVSPLITK, g)))
             and g.group % BLOCK_K == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
             and (not k.reductions or g.row_scale is not None) and all(op == "sum" for op, _ in k.reductions))
 

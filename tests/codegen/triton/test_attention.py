@@ -172,6 +172,26 @@ def test_prefill_packs_the_query_heads_of_a_kv_head(case, h, hkv, heavy_first):
           PREFILL_PACK_GQA=1, PREFILL_HEAVY_FIRST=heavy_first)
 
 
+def test_prefill_defaults_pack_power_of_two_groups_and_run_heaviest_tiles_first():
+    from braze.codegen.triton.attention import PREFILL_LONG_PACKED, prefill_defaults
+    tiles = ("block_m", "block_n", "num_warps", "num_stages")
+    tinyllama = prefill_defaults(False, 64, None, group=8)  # a prompt of any length: the long-prompt tiles
+    assert tuple(tinyllama[t] for t in tiles) == PREFILL_LONG_PACKED and tinyllama["pack_gqa"] == 1
+    assert tinyllama["heavy_first"] == 1
+    at_512 = prefill_defaults(False, 64, 512, group=8)
+    assert (at_512["block_m"], at_512["pack_gqa"]) == (64, 1)
+    qwen = prefill_defaults(False, 128, None, group=7)  # packing 7 heads would pad them to 8
+    assert (qwen["block_m"], qwen["block_n"], qwen["pack_gqa"], qwen["heavy_first"]) == (64, 64, 0, 1)
+    assert prefill_defaults(False, 64, None, group=1)["pack_gqa"] == 0
+
+
+@pytest.mark.parametrize("case", ["prefill_two_prompts", "prefill_continued"])
+def test_prefill_default_tiles_for_a_power_of_two_group(case):
+    # no knobs: group 4 takes the packed long-prompt tiles, heaviest first
+    slots, positions = CASES[case]
+    check(8, 2, 16, slots, positions, "float16", paths=("prefill",))
+
+
 # ---------------------------------------------------------------- GPU, realistic sizes
 
 def _gpu_check(t, slots, positions):

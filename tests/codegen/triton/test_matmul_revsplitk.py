@@ -1,6 +1,6 @@
 """The int4 and int8 decode GEMVs in the generated revsplitK form (braze/codegen/triton/matmul_revsplitk.py,
-BRAZE_INT4_REVSPLITK=1, BRAZE_INT8_REVSPLITK=1) against the Kernel IR interpreter, in Triton's interpreter on a machine
-without a GPU: an MLP block's three fusions (RMSNorm before gate|up, SiLU*mul before down with the
+BRAZE_INT4_REVSPLITK=1, BRAZE_INT8_REVSPLITK=1) against the Kernel IR interpreter, on the GPU or, on a
+machine without one, in Triton's interpreter: an MLP block's three fusions (RMSNorm before gate|up, SiLU*mul before down with the
 residual after it) and a plain prologue, at an odd N (masked column tiles) and a K that the
 program's K slice does not divide (a ragged last slice). Prompt rows (3, 17) take the other paths."""
 import os
@@ -33,14 +33,14 @@ def _mlp(method: str, dtype: str):
 
 
 @pytest.fixture
-def revsplitk(monkeypatch):
+def revsplitk(monkeypatch, triton_device):
     from braze.codegen.triton import matmul_revsplitk
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", True)
     monkeypatch.setattr(matmul_revsplitk, "INT8_REVSPLITK", True)
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_K", 16)  # group 32 and 64 both hold whole chunks
     monkeypatch.setattr(matmul_revsplitk, "STEPS", 4)
     monkeypatch.setattr(matmul_revsplitk, "BLOCK_N", 32)
+    return triton_device
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 3e-3)])
@@ -53,22 +53,31 @@ def test_revsplitk_gemvs_match_the_interpreter(revsplitk, method, dtype, tol):
     for rows in (1, 3, 17):  # revsplitK, then the M <= 16 GEMV and the fused GEMM
         x = torch.randn(rows, HIDDEN, generator=torch.Generator().manual_seed(rows)).to(getattr(torch, dtype))
         ref = Executable(program, backend="reference").run({"x": x})
-        exe = Executable(program, backend="triton", device="cpu")
+        exe = Executable(program, backend="triton", device=revsplitk)
         for _ in range(2):  # the second run relies on the first leaving the workspace and tickets zero
-            out = exe.run({"x": x})
+            out = exe.run({"x": x.to(revsplitk)})
             for name in ref:
-                err = (out[name].float() - ref[name].float()).abs().max() / ref[name].float().abs().max()
+                err = (out[name].float().cpu() - ref[name].float()).abs().max() / ref[name].float().abs().max()
                 assert err < tol, (name, rows, err.item())
 
 
-def test_revsplitk_is_off_by_default_and_per_format(monkeypatch):
+def test_revsplitk_settings_per_format_and_by_weight_size(monkeypatch):
     from braze.codegen.triton import emit_module, matmul_revsplitk
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert not matmul_revsplitk.INT4_REVSPLITK or os.environ.get("BRAZE_INT4_REVSPLITK") == "1"
-    assert not matmul_revsplitk.INT8_REVSPLITK or os.environ.get("BRAZE_INT8_REVSPLITK") == "1"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # only emits source
+    assert matmul_revsplitk.INT4_REVSPLITK == os.environ.get("BRAZE_INT4_REVSPLITK", "auto")
+    assert matmul_revsplitk.INT8_REVSPLITK == os.environ.get("BRAZE_INT8_REVSPLITK", "0")
     for int4, int8 in ((False, False), (True, False), (False, True)):
         monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", int4)
         monkeypatch.setattr(matmul_revsplitk, "INT8_REVSPLITK", int8)
         assert ("_revsplitk" in emit_module(_mlp("int4-rtn-g32", "float32"))) == int4
         assert ("_revsplitk" in emit_module(_mlp("int8", "float32"))) == int8
         assert "_revsplitk" not in emit_module(_mlp("fp8", "float32"))
+    # auto: only weights of AUTO_MIN_WEIGHTS or more (here gate|up, 160 x 96; not down, 93 x 80, nor plain, 37 x 96)
+    monkeypatch.setattr(matmul_revsplitk, "INT4_REVSPLITK", "auto")
+    monkeypatch.setattr(matmul_revsplitk, "AUTO_MIN_WEIGHTS", 160 * 96)
+    assert emit_module(_mlp("int4-rtn-g32", "float32")).count("_revsplitk[(tiles") == 1
+    monkeypatch.setattr(matmul_revsplitk, "AUTO_MIN_WEIGHTS", 160 * 96 + 1)
+    assert "_revsplitk" not in emit_module(_mlp("int4-rtn-g32", "float32"))
+    monkeypatch.setenv("BRAZE_INT4_REVSPLITK", "yes")
+    with pytest.raises(ValueError, match="BRAZE_INT4_REVSPLITK='yes': use 1"):
+        matmul_revsplitk._setting("BRAZE_INT4_REVSPLITK", "auto")
