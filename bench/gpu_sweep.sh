@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and measurements, in one call of the lent machine:
-#   [SWEEP_BUDGET_S=560] bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|fp8res|skinny|ksuite|suite ...]   (default: all), results under $OUT
+#   [SWEEP_BUDGET_S=560] bash bench/gpu_sweep.sh [tests|kernels|decode|prefetch|early|revsplitk|rsstep|quant|pprofile|attnsweep|fp8res|fp8row|skinny|ksuite|suite ...]   (default: all), results under $OUT
 set -u
 OUT=${OUT:-/tmp/braze-out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -16,7 +16,7 @@ for step in $steps; do
   if [ "$left" -lt "${SWEEP_MIN_S:-90}" ]; then echo "== $step skipped: ${left} s of the budget left" | tee -a "$OUT/steps.log"; continue; fi
   step_start=$SECONDS
   case $step in
-    tests)   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/codegen/triton tests/models/test_gpu_models.py tests/bench/test_int4_revsplitk.py \
+    tests)   timeout ${TESTS_TIMEOUT:-420} python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/codegen/triton tests/models/test_gpu_models.py tests/bench/test_int4_revsplitk.py \
                tests/frontend/test_torch_export.py tests/quant/test_quant_kernels.py 2>&1 | tail -40 | tee "$OUT/gpu-tests.log" ;;
     kernels) timeout 200 python3 tests/codegen/triton/test_matmul.py 2>&1 | tee "$OUT/matmul-bench.log" | tail -40 ;;
     sweep)   timeout 400 python3 bench/kernels/gemv_graph_sweep.py --model tinyllama,llama3-8b --budget-s 330 --out "$OUT/gemv-graph-sweep.json" 2>&1 | tail -40 ;;
@@ -78,6 +78,13 @@ PY
                BRAZE_FP8_FUSED_ADD=$f BRAZE_FP8_ADD_CONFIG=$(cat /tmp/fp8-add-config) timeout 200 python3 -m braze.bench.quant_bench \
                  --methods fp8 --no-gemv --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-fp8-fusedadd$f.json" 2>&1 | grep -E "prefill" | tail -4
              done ;;
+    fp8row)  # fp8 prefill with the one-pass e4m3 prologue (BRAZE_FP8_ROW_PROLOGUE=1: the row in one block) and
+             # without, alternating; then the prefill profile with it on
+             for f in ${FP8ROW_FLAGS:-0 1 0 1}; do
+               BRAZE_FP8_ROW_PROLOGUE=$f timeout 150 python3 -m braze.bench.quant_bench --methods fp8 --no-gemv \
+                 --repeats ${QUANT_REPEATS:-3} --out "$OUT/quant-fp8-row$f.json" 2>&1 | grep -E "prefill" | sed "s/^/row=$f /" | tail -2
+             done
+             BRAZE_FP8_ROW_PROLOGUE=1 timeout 120 python3 bench/kernels/prefill_profile.py --methods fp8 2>&1 | grep -v -i warn | tail -14 ;;
     skinny)  timeout 300 python3 bench/kernels/skinny_splitk_sweep.py --seqs 1,32,128 --flush ${SKINNY_FLUSH:-dirty} --out "$OUT/skinny-splitk-sweep.json" 2>&1 | grep -v Warn | tail -40 ;;
     decode)  timeout 300 python3 bench/kernels/decode_profile.py --out "$OUT/decode-profile.json" 2>&1 | tail -45 ;;
     ksuite)  timeout ${KSUITE_TIMEOUT:-400} python3 -m braze.bench.suite.kernels --kernel-models ${KSUITE_MODELS:-tinyllama-1.1b} \

@@ -159,13 +159,16 @@ def test_gguf_k_quant_blocks_run_in_the_kernels(kind, backend, request):
         assert (out - ref).abs().max() / ref.abs().max() < 1e-5, rows
 
 
+@pytest.mark.parametrize("one_pass,k", [(False, 64), (True, 64), (True, 80)])  # 80: a row block of 128, masked
 @pytest.mark.parametrize("prologue", ["rms_norm", "silu_mul", "plain"])
-def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, triton_device):
+def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, one_pass, k, triton_device, monkeypatch):
     """fp8 prefill with N and K multiples of 16: one kernel computes the prologue's rows and writes
     them as e4m3 with a per-token scale (max |a| / 448), and the product runs on those (in float32
     here, torch._scaled_mm on a GPU). The residual is added after."""
+    from braze.codegen.triton import matmul_quant
+    monkeypatch.setattr(matmul_quant, "FP8_ROW_PROLOGUE", one_pass)
     gen = torch.Generator().manual_seed(2)
-    k, n, rows = 64, 48, 70
+    n, rows = 48, 70
     b = GraphBuilder(symbols={"T": 80})
     x = b.input("x", ("T", k), "float32")
     u = b.input("u", ("T", k), "float32")
@@ -177,6 +180,8 @@ def test_triton_fp8_prefill_rounds_each_tokens_prologue_to_e4m3(prologue, triton
     program = lower(b.build({"y": b.add(b.matmul(a, b.transpose(w)), r)}), quant=parse_method("fp8"))
     exe = Executable(program, backend="triton", device=triton_device)
     assert "_prologue_fp8[" in exe.compiled.source and "_prologue[" not in exe.compiled.source
+    kernel = exe.compiled.source.split("_prologue_fp8(")[1].split("@triton.jit")[0]
+    assert ("for k0 in range" in kernel) != one_pass  # one pass: the row is one block, no K loop
     feeds = {"x": torch.randn(rows, k, generator=gen) * 3, "u": torch.randn(rows, k, generator=gen),
              "r": torch.randn(rows, n, generator=gen)}
     got = exe.run({name: v.to(triton_device) for name, v in feeds.items()})["y"].float().cpu()

@@ -18,8 +18,10 @@ use cuBLAS (the library variant of matmul.py) — a tuner candidate like any oth
 """
 from __future__ import annotations
 
+import os
+
 from braze.codegen.triton.exprs import TRITON_DTYPE, ExprEmitter
-from braze.codegen.triton.matmul import _Gen, _full
+from braze.codegen.triton.matmul import _full, _Gen, _init
 from braze.errors import CompilationError
 
 _FLOATS = ("float32", "bfloat16", "float16")
@@ -152,6 +154,12 @@ def _braze_fp8_mm(a, w8, scale_w, out, add=None):
     out.copy_(y if add is None else y + add.float())
 '''
 FP8_BLOCK_K = 512  # one row a program: TinyLlama's K (2048, 5632) in 4 and 11 unmasked chunks
+# BRAZE_FP8_ROW_PROLOGUE=1: a row of K <= FP8_ROW_MAX_K is one register block, so its prologue
+# operands are read once instead of once per pass (RMSNorm: sum of squares, max |a|, write = three).
+# The H100 profile (bench/NOTES.md) spent 36.5 us a layer in TinyLlama's SiLU*mul prologue, two passes
+# over 46 MB. Off until a GPU measures it (register pressure at 8192 columns is the risk).
+FP8_ROW_PROLOGUE = os.environ.get("BRAZE_FP8_ROW_PROLOGUE", "0") == "1"
+FP8_ROW_MAX_K = 8192
 
 
 def fp8_fused(g: QuantGen) -> bool:
@@ -160,25 +168,57 @@ def fp8_fused(g: QuantGen) -> bool:
     return g.format == "fp8" and g.n_dim % 16 == 0 and g.k_dim % 16 == 0
 
 
+def fp8_row_block(g: QuantGen) -> int | None:
+    """BLOCK_K of the one-pass KERNEL_prologue_fp8 (the whole row), or None for the chunked one."""
+    k = g.k_dim
+    if not FP8_ROW_PROLOGUE or not isinstance(k, int) or k > FP8_ROW_MAX_K:
+        return None
+    return 1 << (k - 1).bit_length()
+
+
+def _e4m3_store(masked: bool, ind: str) -> list[str]:
+    # e4m3 keeps 3 of float32's 23 mantissa bits: the other 20 are rounded to nearest even here, so
+    # the cast is exact (Triton's interpreter loses the carry when it rounds: 7.9 -> 4.0)
+    return [f"{ind}qi = tl.clamp(a / scale, -448.0, 448.0).to(tl.int32, bitcast=True)",
+            f"{ind}qi = (qi + 0x7FFFF + ((qi >> 20) & 1)) & -0x100000",
+            f"{ind}tl.store(a8 + rows.to(tl.int64) * K + kk, qi.to(tl.float32, bitcast=True).to(tl.float8e4nv), "
+            f"mask={'rmask & kmask' if masked else 'rmask'})"]
+
+
 def prologue_fp8_source(g: QuantGen) -> str:
     """KERNEL_prologue_fp8: one row a program computes the prologue (RMSNorm, SiLU*mul, or a plain
     load) chunk by chunk, its row's max |a| (scale = max / 448), then again to write a / scale as
     e4m3. The prologue's values never go to memory in the activations' dtype: no separate prologue
-    kernel writing A for a quantize kernel to read twice."""
+    kernel writing A for a quantize kernel to read twice. With fp8_row_block the row is one block:
+    its operands are loaded once, for the row reductions, the max and the e4m3 rows alike."""
     from braze.codegen.triton.matmul_library import prologue_head, prologue_loops
     em = ExprEmitter(lambda i: "", "    ")
-    head = prologue_head(g, em, "KERNEL_prologue_fp8", "a8, s_a")
-    body = ["    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
-    body += prologue_loops(g, em, "0", "K", lambda masked, ind: [f"{ind}amax = tl.maximum(amax, tl.abs(a))"])
-    body += ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
+    scale = ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
              "    tl.store(s_a + rows, scale, mask=rmask)"]
-    # e4m3 keeps 3 of float32's 23 mantissa bits: the other 20 are rounded to nearest even here, so
-    # the cast is exact (Triton's interpreter loses the carry when it rounds: 7.9 -> 4.0)
-    body += prologue_loops(g, em, "0", "K", lambda masked, ind: [
-        f"{ind}qi = tl.clamp(a / scale, -448.0, 448.0).to(tl.int32, bitcast=True)",
-        f"{ind}qi = (qi + 0x7FFFF + ((qi >> 20) & 1)) & -0x100000",
-        f"{ind}tl.store(a8 + rows.to(tl.int64) * K + kk, qi.to(tl.float32, bitcast=True).to(tl.float8e4nv), "
-        f"mask={'rmask & kmask' if masked else 'rmask'})"])
+    if fp8_row_block(g) is None:
+        head = prologue_head(g, em, "KERNEL_prologue_fp8", "a8, s_a")
+        body = ["    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
+        body += prologue_loops(g, em, "0", "K", lambda masked, ind: [f"{ind}amax = tl.maximum(amax, tl.abs(a))"])
+        body += scale + prologue_loops(g, em, "0", "K", _e4m3_store)
+        return "\n".join(head + body) + "\n"
+    head = [g.jit(),
+            f"def KERNEL_prologue_fp8({', '.join(g.args)}, a8, s_a, {g.sizes()}, BLOCK_M: tl.constexpr, "
+            "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
+    head += g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
+    masked = g.k_dim != fp8_row_block(g)  # BLOCK_K is K rounded up to a power of two
+    body = ["    rmask = rows < M", "    kk = tl.arange(0, BLOCK_K)[None, :]"] + (["    kmask = kk < K"] if masked else [])
+    em.indent, em.load = "    ", g._a_load(masked)
+    em.forget_loads()
+    em.lines, reds = [], []
+    for j, (op, red) in enumerate(g.k.reductions):  # a later reduction may read an earlier one
+        v = em.emit(red, rowreds=reds)
+        body += em.lines + [f"    red{j} = tl.full([BLOCK_M, 1], {_init(op)}, tl.float32)", g._fold(j, op, v, masked, "    ")]
+        em.lines = []
+        reds.append(f"red{j}")
+    g.reds = reds
+    a = _full(em.emit(g.prologue, rowreds=reds), "(BLOCK_M, BLOCK_K)")
+    body += em.lines + [f"    a = {f'tl.where(kmask, {a}, 0.0)' if masked else a}", "    amax = tl.abs(a)"]
+    body += scale + _e4m3_store(masked, "    ")
     return "\n".join(head + body) + "\n"
 
 
@@ -201,10 +241,12 @@ def dequant_source(g: QuantGen) -> str:
 def fp8_prologue_launch(g: QuantGen, operands: list[str], out: str, indent: str) -> list[str]:
     """matmul_library's A for an fp8_fused matmul: KERNEL_prologue_fp8 into the e4m3 rows a8 and
     their scales s_a (workspaces), in place of the prologue kernel or the plain A window."""
+    row = fp8_row_block(g)
     return [f"{indent}a8 = _braze_workspace({out}.device, torch.float8_e4m3fn, M * K, 3)[: M * K].view(M, K)",
             f"{indent}s_a = _braze_workspace({out}.device, torch.float32, M, 4)[:M].view(M, 1)",
             f"{indent}KERNEL_prologue_fp8[(M,)]({', '.join(operands)}, a8, s_a, M, N, K, BLOCK_M=1, "
-            f"BLOCK_K={FP8_BLOCK_K}, EVEN_K=K % {FP8_BLOCK_K} == 0, num_warps=4)"]
+            + (f"BLOCK_K={FP8_BLOCK_K}, EVEN_K=K % {FP8_BLOCK_K} == 0, num_warps=4)" if row is None else
+               f"BLOCK_K={row}, EVEN_K=K == {row}, num_warps={min(16, max(4, row // 512))})")]
 
 
 def quant_library_launch(g: QuantGen, lines: list[str], operands: list[str], out: str, indent: str) -> list[str]:
