@@ -38,12 +38,11 @@ def test_cpp_candidates_are_correct_and_buckets_get_their_own_code(cache_dir):
 
 
 @pytest.mark.parametrize("rows", [1, 16, 96])
-def test_triton_matmul_candidates_match_the_interpreter(rows, monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+def test_triton_matmul_candidates_match_the_interpreter(rows, triton_device):
     graph, _ = export_graph(torch.nn.Sequential(torch.nn.RMSNorm(64), torch.nn.Linear(64, 48)),
                             (torch.randn(rows, 64),))
     program = lower(graph)
-    device = device_info("cuda")  # Triton's interpreter on a machine without a GPU
+    device = device_info("cuda")  # the GPU, or Triton's interpreter on a machine without one
     (unit,) = tunable_units(program, device)
     variants = {c["variant"] for c in unit.space}
     assert variants == ({"gemv"} if rows == 1 else {"gemv", "gemm", "library"} if rows == 16 else {"gemm", "library"})
@@ -56,8 +55,7 @@ def test_triton_matmul_candidates_match_the_interpreter(rows, monkeypatch):
         assert ok, (config, detail)
 
 
-def test_triton_attention_and_rows_knobs_reach_the_source(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+def test_triton_attention_and_rows_knobs_reach_the_source(triton_device):
     from braze.codegen.triton import emit_module
     graph, _ = export_graph(torch.nn.RMSNorm(64), (torch.randn(8, 64),))
     program = lower(graph)
@@ -80,9 +78,8 @@ def test_triton_attention_and_rows_knobs_reach_the_source(monkeypatch):
     assert f"BR={config['block_r']}" in source and f"num_warps={config['num_warps']}" in source
 
 
-def test_model_picks_apply_to_the_decode_bucket(monkeypatch):
+def test_model_picks_apply_to_the_decode_bucket(triton_device):
     """Without measurements, LLM(...) takes the cost model's pick at M = 1 (decode) only."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
     graph, _ = export_graph(torch.nn.Sequential(torch.nn.RMSNorm(64), torch.nn.Linear(64, 48)), (torch.randn(1, 64),))
     program = lower(graph)
     device = device_info("cuda")
