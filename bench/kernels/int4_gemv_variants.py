@@ -19,10 +19,9 @@ a row) and bf16 kernels of the same structure, and cuBLAS on bf16, are the peers
             of BLOCK_K weights x BLOCK_N columns, float32 atomics into a zeroed output
             (braze/codegen/triton/gemv_revsplitk.py). Timed three ways: _f32 = memset + GEMV
             (float32 out), _bf16 = GEMV + a cast kernel that also re-zeroes the workspace (the
-            model dtype, no memset), _gemv_only = the GEMV alone (wrong sums, a lower bound),
-            _fused = one launch whose last K slice per column tile casts (an atomic ticket), and
-            _fused_model = that with the model's own prologue / epilogue for the shape (QKV and
-            gate/up: RMSNorm; down: SiLU*mul and the residual), the form a decode step would run
+            model dtype, no memset) and _gemv_only = the GEMV alone (wrong sums, a lower bound). The
+            one-launch form with the model's fusions is generated (matmul_revsplitk.py) and timed
+            in the decode step: `bash bench/gpu_sweep.sh rsstep`
 
     python3 bench/kernels/int4_gemv_variants.py --out F [--kernels revsplitk,int4,int8,bf16]
 """
@@ -41,7 +40,7 @@ import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from braze.codegen.triton.gemv_revsplitk import (RevSplitKConfig, gemv_revsplitk,  # noqa: E402
-                                                 gemv_revsplitk_cast, gemv_revsplitk_fused, repack_kmajor)
+                                                 gemv_revsplitk_cast, repack_kmajor)
 
 GROUP = 128
 
@@ -252,7 +251,6 @@ def bf16_rows(x, w, out, N, K: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr)
 INT4 = {"joined": int4_joined, "split2d": int4_split2d, "words": int4_words}
 SHAPES = [(2048, 2560), (2048, 11264), (5632, 2048)]  # TinyLlama QKV, gate/up, down
 # what the model fuses around each GEMV: the input norm before QKV and gate/up, SiLU*mul and the residual around down
-MODEL_FUSION = {(2048, 2560): "rmsnorm", (2048, 11264): "rmsnorm", (5632, 2048): "silu_mul+residual"}
 L2_DEFEAT_BYTES = 400 << 20
 
 
@@ -303,30 +301,17 @@ def rel_err(got, refs) -> float:
 
 def revsplitk_runs(xs, ws, refs, n: int, copies: int) -> list[dict]:
     """Time every RS_CONFIGS entry as memset + GEMV (float32 out), then the fastest few also as
-    GEMV + cast (bf16 out, the workspace re-zeroed by the cast), as the one-launch fused form (plain,
-    then with the shape's model prologue / epilogue) and as the GEMV alone."""
+    GEMV + cast (bf16 out, the workspace re-zeroed by the cast) and as the GEMV alone."""
     kms = [repack_kmajor(w["q4"].packed, w["q4"].scales, w["q4"].mins, GROUP) for w in ws]
-    k = kms[0].k
     accs = [torch.zeros(n, device="cuda") for _ in range(copies)]
     outs = [torch.empty(n, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
     ws32 = torch.zeros(n, device="cuda")  # one workspace, as a model's GEMVs would share it
     runs = []
-    # the model's fusion for this shape: its extra inputs and the first copy's float reference
-    fusion = MODEL_FUSION.get((k, n))
-    if fusion:
-        gamma = torch.rand(k, device="cuda") + 0.5
-        up = torch.randn(k, device="cuda").bfloat16()
-        res = torch.randn(n, device="cuda").bfloat16()
-        extra = ({"norm_weight": gamma} if fusion == "rmsnorm" else {"up": up, "residual": res})
-        xs0 = xs[0].float()
-        a = (xs0 * torch.rsqrt(xs0.pow(2).mean() + 1e-5) * gamma if fusion == "rmsnorm"
-             else torch.nn.functional.silu(xs0) * up.float())
-        want = [a @ ws[0]["q4"].dequantize().T + (0 if fusion == "rmsnorm" else res.float())]
 
-    def record(kernel, cfg, launch, got, want=refs):
+    def record(kernel, cfg, launch, got):
         try:
             launch()
-            err = rel_err(got, want)
+            err = rel_err(got, refs)
             us = graph_us(launch, copies) if err < 2e-2 else None
         except Exception as e:  # noqa: BLE001 - one config failing must not stop the others
             err, us = None, None
@@ -356,19 +341,6 @@ def revsplitk_runs(xs, ws, refs, n: int, copies: int) -> list[dict]:
                 for x, km, acc in zip(xs, kms, accs):
                     gemv_revsplitk(x, km, acc, cfg)
             record("revsplitk_bf16", cfg, bf16, outs)
-            tickets = torch.zeros(triton.cdiv(n, cfg.block_n), dtype=torch.int32, device="cuda")
-
-            def fused(cfg=cfg, tickets=tickets):
-                for x, km, o in zip(xs, kms, outs):
-                    gemv_revsplitk_fused(x, km, ws32, tickets, o, cfg)
-            record("revsplitk_fused", cfg, fused, outs)
-            runs[-1]["fusion"] = "none"
-            if fusion:
-                def fused_model(cfg=cfg, tickets=tickets):
-                    for x, km, o in zip(xs, kms, outs):
-                        gemv_revsplitk_fused(x, km, ws32, tickets, o, cfg, **extra)
-                record("revsplitk_fused_model", cfg, fused_model, outs[:1], want)
-                runs[-1]["fusion"] = fusion
             # the GEMV alone keeps adding into accs: its sums are not checked (rel_err None)
             runs.append({"kernel": "revsplitk_gemv_only", "bn": cfg.block_n, "bk": cfg.block_k * cfg.steps,
                          "chunk_k": cfg.block_k, "steps": cfg.steps, "warps": cfg.warps, "magic": magic,

@@ -18,7 +18,7 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 from braze.codegen.triton.gemv_revsplitk import (RevSplitKConfig, gemv_revsplitk,  # noqa: E402
-                                                 gemv_revsplitk_cast, gemv_revsplitk_fused, repack_kmajor)
+                                                 gemv_revsplitk_cast, repack_kmajor)
 from braze.quant.formats import quantize_int4, unpack_int4  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -91,43 +91,3 @@ def test_rejects_what_the_layout_cannot_hold():
     with pytest.raises(ValueError, match="does not fit group"):
         gemv_revsplitk(torch.zeros(256), repack_kmajor(q.packed, q.scales, q.mins, 128), torch.zeros(8),
                        RevSplitKConfig(block_k=256))
-
-
-def _tickets(n, cfg):
-    return torch.zeros((n + cfg.block_n - 1) // cfg.block_n, dtype=torch.int32, device=DEVICE)
-
-
-@pytest.mark.parametrize("prologue", ["none", "rmsnorm", "silu_mul"])
-@pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
-@pytest.mark.parametrize("cfg", [RevSplitKConfig(64, 16, 2, magic=True), RevSplitKConfig(128, 64, 4, magic=False)],
-                         ids=["magic", "i2f_ragged"])
-def test_fused_prologue_and_epilogue_match_the_float_reference(prologue, residual, cfg):
-    """One launch: the K slices' prologue, then the last arrival's row scale, residual and cast.
-    Twice in a row: the second call relies on the first having left ws and the tickets zero."""
-    k, group, n = 384, 64, 200
-    q, x, _ = case(k, group, n, True, torch.float32, seed=3)
-    gen = torch.Generator().manual_seed(4)
-    gamma, up, res = (torch.randn(k, generator=gen) + 1, torch.randn(k, generator=gen), torch.randn(n, generator=gen))
-    xf = x.float().cpu()
-    a = {"none": xf, "rmsnorm": xf * torch.rsqrt(xf.pow(2).mean() + 1e-5) * gamma,
-         "silu_mul": torch.nn.functional.silu(xf) * up}[prologue]
-    ref = a @ q.dequantize().T + (res if residual else 0)
-    wt, ws, tickets = kmajor(q), torch.zeros(n, device=DEVICE), _tickets(n, cfg)
-    kwargs = {"norm_weight": gamma.to(DEVICE)} if prologue == "rmsnorm" else {"up": up.to(DEVICE)} \
-        if prologue == "silu_mul" else {}
-    for _ in range(2):
-        out = torch.full((n,), float("nan"), device=DEVICE, dtype=torch.float16)
-        gemv_revsplitk_fused(x, wt, ws, tickets, out, cfg, residual=res.to(DEVICE).half() if residual else None,
-                             **kwargs)
-        assert rel(out, ref) < 2e-3, (prologue, residual, cfg)
-        assert not ws.any() and not tickets.any()
-
-
-def test_fused_refuses_two_prologues_and_too_few_tickets():
-    q, x, _ = case(256, 128, 8, True, torch.float32)
-    wt, cfg = kmajor(q), RevSplitKConfig(64, 16, 2)
-    ws, out = torch.zeros(8, device=DEVICE), torch.empty(8, device=DEVICE)
-    with pytest.raises(ValueError, match="one prologue at most"):
-        gemv_revsplitk_fused(x, wt, ws, _tickets(8, cfg), out, cfg, norm_weight=x, up=x)
-    with pytest.raises(ValueError, match="tickets"):
-        gemv_revsplitk_fused(x, wt, ws, torch.zeros(0, dtype=torch.int32, device=DEVICE), out, cfg)

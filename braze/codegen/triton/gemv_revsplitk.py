@@ -1,4 +1,6 @@
-"""int4 decode GEMV in the K-major "revsplitK" form (gemlite's GEMV_REVSPLITK), not yet generated.
+"""int4 decode GEMV in the K-major "revsplitK" form (gemlite's GEMV_REVSPLITK): the shared chunk
+arithmetic (chunk_sums, chunk_sums_int8) that the generated GEMVs call (matmul_revsplitk.py, with
+the model's prologue and epilogue in one launch), and a stand-alone GEMV for the benchmark.
 
 braze's int4 weight (braze/quant/formats.py) is N-major: uint8 [N, K/2], byte j = weights 2j (low
 nibble) | 2j+1 (high). Its GEMV has each program stream a few whole rows and reduce them across
@@ -16,11 +18,9 @@ bench/NOTES.md "int4 is bound by latency"). This form instead:
   output   tl.atomic_add of each program's column sums into a zeroed float32 vector. The model
            dtype needs a second pass: cast_and_zero writes it and re-zeroes the float32 workspace,
            so a step's GEMVs need no memset of their own.
-  fused    int4_gemv_revsplitk_fused is the form a model's GEMVs need, in one launch: a K slice
-           applies the prologue elementwise (RMSNorm's x * g, or SiLU(gate) * up), and the last
-           K slice of each column tile to arrive (an atomic ticket) applies what needs whole sums:
-           RMSNorm's row scale rsqrt(mean(x^2) + eps) (it factors out of the sum over k) and the
-           residual, then writes the model dtype and re-zeroes its workspace columns and ticket.
+  fused    matmul_revsplitk.py generates the form a model's GEMVs need, in one launch: the last
+           K slice of each column tile to arrive (an atomic ticket) applies what needs whole sums
+           (RMSNorm's row scale, the residual) and writes the model dtype.
 
 Why instructions matter here: at H100's 2.75 TB/s copy rate int4 streams ~5.2e12 weights/s, and
 132 SMs issue ~3e13 thread-instructions/s, so the kernel has ~5.7 instructions a weight before it
@@ -163,11 +163,10 @@ def chunk_sums_int8(xk, w, s, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_
 
 
 @triton.jit
-def _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
+def _slice_sums(x, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_K: tl.constexpr, STEPS: tl.constexpr, HAS_MINS: tl.constexpr, MAGIC: tl.constexpr,
-                EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, PROLOGUE: tl.constexpr):
-    """Column sums [BLOCK_N] of x[k] * w[n, k] over this program's K slice (STEPS chunks), with x
-    taken through PROLOGUE: 0 as it is, 1 times g (RMSNorm without its row scale), 2 SiLU(x) * up."""
+                EVEN_N: tl.constexpr, EVEN_K: tl.constexpr):
+    """Column sums [BLOCK_N] of x[k] * w[n, k] over this program's K slice (STEPS chunks)."""
     acc = tl.zeros([BLOCK_N], tl.float32)
     for st in tl.static_range(STEPS):
         k0 = (tl.program_id(1) * STEPS + st) * BLOCK_K
@@ -176,17 +175,6 @@ def _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP: tl.constexpr, BLOCK
             xk = tl.load(x + kk).to(tl.float32)
         else:
             xk = tl.load(x + kk, mask=kk < K, other=0.0).to(tl.float32)
-        if PROLOGUE == 1:  # RMSNorm's elementwise part; its row scale is the caller's, after the sums
-            if EVEN_K:
-                xk *= tl.load(g + kk).to(tl.float32)
-            else:
-                xk *= tl.load(g + kk, mask=kk < K, other=0.0).to(tl.float32)
-        if PROLOGUE == 2:  # SiLU(x) * up
-            if EVEN_K:
-                upk = tl.load(up + kk).to(tl.float32)
-            else:
-                upk = tl.load(up + kk, mask=kk < K, other=0.0).to(tl.float32)
-            xk = xk / (1.0 + tl.exp(-xk)) * upk
         acc += chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP, BLOCK_K, HAS_MINS, MAGIC, EVEN_N, EVEN_K)
     return acc
 
@@ -198,47 +186,13 @@ def int4_gemv_revsplitk(x, w, s, m, out, N, K, GROUP: tl.constexpr, BLOCK_N: tl.
     """out[n] += sum over this program's K slice of x[k] * w[n, k] (float32 atomics)."""
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = cols < N
-    acc = _slice_sums(x, x, x, w, s, m, cols, nmask, N, K, GROUP, BLOCK_N, BLOCK_K, STEPS, HAS_MINS, MAGIC,
-                      EVEN_N, EVEN_K, 0)
+    acc = _slice_sums(x, w, s, m, cols, nmask, N, K, GROUP, BLOCK_N, BLOCK_K, STEPS, HAS_MINS, MAGIC,
+                      EVEN_N, EVEN_K)
     # relaxed: nothing reads out before the kernel ends, so no fences around each atomic
     if EVEN_N:
         tl.atomic_add(out + cols, acc, sem="relaxed")
     else:
         tl.atomic_add(out + cols, acc, mask=nmask, sem="relaxed")
-
-
-@triton.jit
-def int4_gemv_revsplitk_fused(x, g, up, w, s, m, ws, tickets, res, out, N, K, eps, GROUP: tl.constexpr,
-                              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STEPS: tl.constexpr,
-                              HAS_MINS: tl.constexpr, MAGIC: tl.constexpr, EVEN_N: tl.constexpr,
-                              EVEN_K: tl.constexpr, PROLOGUE: tl.constexpr, RESIDUAL: tl.constexpr,
-                              ROW_BLOCK: tl.constexpr):
-    """out[n] = r * sum_k x'[k] * w[n, k] (+ res[n]) in one launch: x' = PROLOGUE(x) (_slice_sums),
-    r = rsqrt(mean(x^2) + eps) for RMSNorm (PROLOGUE 1), else 1. The K slices add into the float32
-    workspace ws, then take a ticket for their column tile; the last to arrive applies r and the
-    residual, writes out, and re-zeroes its ws columns and ticket (no cast launch, no memset)."""
-    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = cols < N
-    acc = _slice_sums(x, g, up, w, s, m, cols, nmask, N, K, GROUP, BLOCK_N, BLOCK_K, STEPS, HAS_MINS, MAGIC,
-                      EVEN_N, EVEN_K, PROLOGUE)
-    tl.atomic_add(ws + cols, acc, mask=nmask, sem="relaxed")
-    # every thread's sums are added before the release; the last arrival reads them all
-    tl.debug_barrier()
-    ticket = tl.atomic_add(tickets + tl.program_id(0), 1, sem="acq_rel")
-    if ticket == tl.num_programs(1) - 1:
-        total = tl.load(ws + cols, mask=nmask, other=0.0, cache_modifier=".cg")
-        if PROLOGUE == 1:
-            sq = tl.zeros([ROW_BLOCK], tl.float32)
-            for k0 in range(0, K, ROW_BLOCK):
-                kk = k0 + tl.arange(0, ROW_BLOCK)
-                v = tl.load(x + kk, mask=kk < K, other=0.0).to(tl.float32)
-                sq += v * v
-            total *= tl.rsqrt(tl.sum(sq, axis=0) / K + eps)
-        if RESIDUAL:
-            total += tl.load(res + cols, mask=nmask, other=0.0).to(tl.float32)
-        tl.store(out + cols, total.to(out.dtype.element_ty), mask=nmask)
-        tl.store(ws + cols, tl.zeros([BLOCK_N], tl.float32), mask=nmask)
-        tl.atomic_xchg(tickets + tl.program_id(0), 0)
 
 
 @triton.jit
@@ -281,27 +235,4 @@ def gemv_revsplitk_cast(x: torch.Tensor, wt: KMajorInt4, ws: torch.Tensor, out: 
     """out (model dtype) = W @ x through the float32 workspace ws, which is zero on entry and on exit."""
     gemv_revsplitk(x, wt, ws, cfg)
     cast_and_zero[(triton.cdiv(wt.n, cast_block),)](ws, out, wt.n, cast_block, num_warps=4)
-    return out
-
-
-def gemv_revsplitk_fused(x: torch.Tensor, wt: KMajorInt4, ws: torch.Tensor, tickets: torch.Tensor, out: torch.Tensor,
-                         cfg: RevSplitKConfig, norm_weight: torch.Tensor | None = None, eps: float = 1e-5,
-                         up: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
-    """out = W @ x' (+ residual) in one launch, x' = RMSNorm(x) * norm_weight or SiLU(x) * up (at most one).
-    ws (float32 [N]) and tickets (int32, one per column tile) are zero on entry and on exit."""
-    if not cfg.fits(wt.group):
-        raise ValueError(f"{cfg} does not fit group {wt.group}")
-    if norm_weight is not None and up is not None:
-        raise ValueError("one prologue at most: RMSNorm (norm_weight) or SiLU * mul (up)")
-    per_program = cfg.block_k * cfg.steps
-    grid = (triton.cdiv(wt.n, cfg.block_n), triton.cdiv(wt.k, per_program))
-    if tickets.numel() < grid[0]:
-        raise ValueError(f"{tickets.numel()} tickets for {grid[0]} column tiles")
-    prologue = 1 if norm_weight is not None else 2 if up is not None else 0
-    s = wt.scales
-    int4_gemv_revsplitk_fused[grid](
-        x, x if norm_weight is None else norm_weight, x if up is None else up, wt.words, s,
-        s if wt.mins is None else wt.mins, ws, tickets, out if residual is None else residual, out, wt.n, wt.k, eps,
-        wt.group, cfg.block_n, cfg.block_k, cfg.steps, wt.mins is not None, cfg.magic, wt.n % cfg.block_n == 0,
-        wt.k % per_program == 0, prologue, residual is not None, 1024, num_warps=cfg.warps)
     return out

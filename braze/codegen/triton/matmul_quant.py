@@ -225,7 +225,7 @@ def prologue_fp8_source(g: QuantGen) -> str:
 def dequant_source(g: QuantGen) -> str:
     """KERNEL_dequant: the whole [N, K] weight into a row-major workspace in the activations' dtype
     (int8 / int4 prefill: dequantize once per call, then cuBLAS)."""
-    head = [f"@triton.jit(do_not_specialize=['M'])",
+    head = ["@triton.jit(do_not_specialize=['M'])",
             f"def KERNEL_dequant({', '.join(g.args)}, wout, {g.sizes()}, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):",
             "    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)",
             g.b_pointer(),
