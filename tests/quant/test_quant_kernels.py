@@ -1,7 +1,8 @@
 """Each quantized matmul kernel against the Kernel IR interpreter (dequantize, then matmul): C++ in
 float32, Triton (on the GPU, or in the interpreter without one) in float32 and float16, at small
-odd shapes, decode and prefill, with an RMSNorm prologue and a concatenated (Q|K-like) weight. Rows 1 / 3: the GEMV; 17: the fused
-tl.dot GEMM; 70: dequantize-then-library (Triton) / one dequantized tile per block (C++)."""
+odd shapes, decode and prefill, with an RMSNorm prologue and a concatenated (Q|K-like) weight.
+Rows 1 / 3: the GEMV; 17: the fused tl.dot GEMM; 70: dequantize-then-library (Triton) / one
+dequantized tile per block (C++)."""
 
 import pytest
 import torch
