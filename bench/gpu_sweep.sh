@@ -52,16 +52,19 @@ for (quant, early), ms in sorted(runs.items()):
     print(f"{quant} weights={early[0]} kv={early[1]}: step {statistics.median(ms):.4f} ms (runs {ms})")
 PY
              ;;
-    revsplitk)  # the int4 GEMV forms, the one-launch revsplitK with the model's fusion among them
+    revsplitk)  # the int4 GEMV forms, the stand-alone revsplitK among them
              timeout 400 python3 bench/kernels/int4_gemv_variants.py --kernels revsplitk,int4 --out "$OUT/int4-gemv-revsplitk.json" 2>&1 | tail -40 ;;
-    rsstep)  # the quantized decode step with the generated revsplitK GEMVs (BRAZE_INT4/INT8_REVSPLITK=1) and
-             # without, alternating; RS_QUANTS="int4-rtn-g128 int8"
-             for q in ${RS_QUANTS:-int4-rtn-g128}; do for f in ${RS_FLAGS:-0 1 0 1}; do
-               BRAZE_INT4_REVSPLITK=$f BRAZE_INT8_REVSPLITK=$f timeout 150 python3 bench/kernels/decode_profile.py --quant $q --out /tmp/dp.json > /tmp/dp.log 2>&1 \
-                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['revsplitk'] = $f; print(json.dumps(d))" >> "$OUT/revsplitk-step.jsonl" \
+    rsstep)  # the quantized decode step with the generated revsplitK GEMVs and without, alternating: the
+             # setting (0, 1, auto) goes to the quant's own format, int8 (the int4 methods' LM head) stays off;
+             # RS_QUANTS="int4-rtn-g128 int8", RS_FLAGS="0 auto 1"
+             # RS_TILES="512,32,2,4 512,32,1,4": revsplitK tiles (BRAZE_REVSPLITK_TILE) tried in turn
+             for t in ${RS_TILES:-512,32,2,4}; do for q in ${RS_QUANTS:-int4-rtn-g128}; do for f in ${RS_FLAGS:-0 auto 0 auto}; do
+               if [ "$q" = int8 ]; then i4=0; i8=$f; else i4=$f; i8=0; fi
+               BRAZE_REVSPLITK_TILE=$t BRAZE_INT4_REVSPLITK=$i4 BRAZE_INT8_REVSPLITK=$i8 timeout 150 python3 bench/kernels/decode_profile.py --quant $q --out /tmp/dp.json > /tmp/dp.log 2>&1 \
+                 && python3 -c "import json; d = json.load(open('/tmp/dp.json')); d['revsplitk'] = '$f'; d['tile'] = '$t'; print(json.dumps(d))" >> "$OUT/revsplitk-step.jsonl" \
                  || tail -20 /tmp/dp.log
-               echo "$q revsplitk=$f $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
-             done; done ;;
+               echo "$q revsplitk=$f tile=$t $(grep -E 'pipelined_step_ms|pct_roofline|matmul_' /tmp/dp.log | tr -s ' ' | paste -sd' ')"
+             done; done; done ;;
     quant)   timeout 400 python3 -m braze.bench.quant_bench --methods ${QUANT_METHODS:-int8,int4-rtn-g128,fp8} \
                --repeats ${QUANT_REPEATS:-3} --out "$OUT/${QUANT_OUT:-quant-cuda.json}" 2>&1 | tail -25 ;;
     pprofile)  # prefill GPU time by kernel, bf16 and fp8 (what the fp8 prefill ratio is made of)

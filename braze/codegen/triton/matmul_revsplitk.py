@@ -47,8 +47,15 @@ INT4_REVSPLITK = _setting("BRAZE_INT4_REVSPLITK", "auto")  # tests set True / Fa
 INT8_REVSPLITK = _setting("BRAZE_INT8_REVSPLITK", "0")
 AUTO_MIN_WEIGHTS = 8 << 20  # "auto": N x K from here up (down 11.5 M and gate/up 23 M won, QKV 5.2 M lost)
 # one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
-# 256-512 columns and 32-64 weights a program were the fastest stand-alone configs)
+# 256-512 columns and 32-64 weights a program were the fastest stand-alone configs);
+# BRAZE_REVSPLITK_TILE="BLOCK_N,BLOCK_K,STEPS,WARPS" sets them (`RS_TILES=... bash bench/gpu_sweep.sh rsstep`)
 BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
+if os.environ.get("BRAZE_REVSPLITK_TILE"):
+    try:
+        BLOCK_N, BLOCK_K, STEPS, WARPS = (int(v) for v in os.environ["BRAZE_REVSPLITK_TILE"].split(","))
+    except ValueError:
+        raise ValueError(f"BRAZE_REVSPLITK_TILE={os.environ['BRAZE_REVSPLITK_TILE']!r}: give four integers, "
+                         "BLOCK_N,BLOCK_K,STEPS,WARPS (e.g. 512,32,2,4)") from None
 
 HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums, chunk_sums_int8  # noqa: E402,F401  (revsplitK)
 
