@@ -27,7 +27,8 @@ by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make
 Eligible: int4 weights with K % 8 == 0, or int8 weights (each as its setting says), a group
 divisible by the chunk, no L2-prefetch tag, an epilogue without row reductions, and a prologue whose
 reductions (if any) are sums that factor out as a row scale. The K-major copy is kept beside the
-stored weight (prefill's GEMM reads that one), so an eligible weight's memory doubles.
+stored weight (prefill and the GEMVs of 2-16 rows read that one), so an eligible weight takes
+twice its memory.
 """
 from __future__ import annotations
 
