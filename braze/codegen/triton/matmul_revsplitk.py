@@ -1,12 +1,16 @@
 """The int4 and int8 decode GEMVs (M = 1) in the K-major revsplitK form, generated around the
 kernel's own prologue and epilogue. int4: on for weights of at least AUTO_MIN_WEIGHTS (N x K), where
 the H100 measured it faster (below); BRAZE_INT4_REVSPLITK=1 takes it for every int4 GEMV, =0 for
-none. int8 (bytes [K, N], chunk_sums_int8): off, measured slower; BRAZE_INT8_REVSPLITK=1 turns it on.
+none. int8 (words [K/4, N], chunk_sums_int8): off, measured slower as first built; BRAZE_INT8_REVSPLITK=1
+turns it on.
 
 Measured (H100, TinyLlama-1.1B int4-rtn-g128 decode step, `RS_QUANTS="int4-rtn-g128 int8" bash
 bench/gpu_sweep.sh rsstep`, both flags on, 22 layers): gate/up (11264 x 2048) 264 -> 230 us, down
 (2048 x 5632) 255 -> 196 us, but QKV (2560 x 2048) 103 -> 127 us: at 5 column tiles x 32 K slices
 it fills barely more than one wave of the 132 SMs. int8: gate/up 348 -> 815 us, every shape slower.
+That int8 form read bytes [K, N] and made each a float by I2F, a quarter-rate instruction on sm_90:
+compiled for sm_90a, its gate/up chunk took 256 I2F and 52 barriers a thread (1,392 SASS instructions;
+`bench/kernels/offline_ptxas.py`). int8 now packs 4 K-rows a word and uses int4's exponent trick.
 
 The N-major int4 GEMV has each program stream a few whole weight rows, re-reading the activation
 row and its prologue inputs per program; on the H100 it reached 24-43% of the int4 byte floor
@@ -24,7 +28,7 @@ by _braze_kmajor outside any CUDA-graph capture: the capture's warm-up runs make
            generator's epilogue_store, then re-zeroes its workspace columns, slots and ticket. One
            launch: no memset, no cast kernel, no second pass over the row.
 
-Eligible: int4 weights with K % 8 == 0, or int8 weights (each as its setting says), a group
+Eligible: int4 weights with K % 8 == 0, or int8 weights with K % 4 == 0 (each as its setting says), a group
 divisible by the chunk, no L2-prefetch tag, an epilogue without row reductions, and a prologue whose
 reductions (if any) are sums that factor out as a row scale. The K-major copy is kept beside the
 stored weight (prefill and the GEMVs of 2-16 rows read that one), so an eligible weight takes
@@ -66,15 +70,15 @@ _braze_rs_retired = []
 
 
 def _braze_kmajor(packed, scales, mins):
-    """The K-major copy of a weight for the revsplitK GEMV: (int4: words int32 [K/8, N]; int8: bytes
-    [K, N]; scales [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up
+    """The K-major copy of a weight for the revsplitK GEMV: (words int32 [K/8, N] of int4 or [K/4, N]
+    of int8, each a row's consecutive bytes read as one word; scales [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up
     runs make it).
     An entry holds the original tensors' storage: their addresses, the key, cannot be reused by
     another weight while the copy lives."""
     key = (packed.data_ptr(), tuple(packed.shape), scales.data_ptr())
     got = _braze_kmajor_copies.get(key)
     if got is None:
-        words = (packed.t() if packed.dtype == torch.int8 else packed.contiguous().view(torch.int32).t()).contiguous()
+        words = packed.contiguous().view(torch.int32).t().contiguous()
         got = (words, scales.t().contiguous(), None if mins is None else mins.t().contiguous())
         _braze_kmajor_copies[key] = (got, packed.untyped_storage(), scales.untyped_storage())
         return got
@@ -105,7 +109,8 @@ def revsplitk_eligible(g) -> bool:
     from braze.codegen.triton.matmul import _uses_rowred
     k = g.k
     fmt = getattr(g, "format", None)
-    return (((fmt == "int4" and _on(INT4_REVSPLITK, g) and g.k_dim % 8 == 0) or (fmt == "int8" and _on(INT8_REVSPLITK, g)))
+    return (((fmt == "int4" and _on(INT4_REVSPLITK, g) and g.k_dim % 8 == 0)
+             or (fmt == "int8" and _on(INT8_REVSPLITK, g) and g.k_dim % 4 == 0))
             and g.group % BLOCK_K == 0 and not g.prefetch and not _uses_rowred(g.epilogue)
             and (not k.reductions or g.row_scale is not None) and all(op == "sum" for op, _ in k.reductions))
 
