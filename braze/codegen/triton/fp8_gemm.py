@@ -13,24 +13,20 @@ BRAZE_FP8_ADD_CONFIG="BM,BN,BK,warps,stages" sets its tiles.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-FUSED_ADD = os.environ.get("BRAZE_FP8_FUSED_ADD", "auto")  # tests set True / False too
-if FUSED_ADD not in ("0", "1", "auto"):
-    raise ValueError(f"BRAZE_FP8_FUSED_ADD={FUSED_ADD!r}: use 1 (always), 0 (never) or auto (by weight size)")
+from braze.codegen.triton.settings import auto_setting, setting_allows, tile_setting
+
+FUSED_ADD = auto_setting("BRAZE_FP8_FUSED_ADD", "auto")  # tests set True / False too
 AUTO_MAX_WEIGHTS = 16 << 20  # Qwen2.5-7B's O (12.8 M) won, its down (67.9 M) lost
-CONFIG = tuple(int(v) for v in os.environ.get("BRAZE_FP8_ADD_CONFIG", "128,128,128,4,3").split(","))
+CONFIG = tile_setting("BRAZE_FP8_ADD_CONFIG", (128, 128, 128, 4, 3), "BM,BN,BK,warps,stages")
 
 
 def use_fused_add(n: int, k: int) -> bool:
     """Whether an [n, k] e4m3 weight's product takes its residual in this kernel's epilogue."""
-    if FUSED_ADD == "auto":
-        return n * k <= AUTO_MAX_WEIGHTS
-    return FUSED_ADD in (True, "1")
+    return setting_allows(FUSED_ADD, n * k <= AUTO_MAX_WEIGHTS)
 
 
 @triton.jit

@@ -77,12 +77,12 @@ def _split8(v, R: tl.constexpr):
 
 
 @triton.jit
-def _magic(wb, SHIFT: tl.constexpr):
-    """Nibble SHIFT/4 of words wb that already carry 0x4B000000, masked in place (not shifted): the
-    float 2^23 + q * 2^SHIFT, minus 2^23. The exponent bits are or-ed in once per word, so each
-    nibble is one LOP3 with a single immediate (two immediates would take two: ptxas does not
-    hoist a constant into a register)."""
-    return ((wb & (0x4B000000 | (15 << SHIFT))).to(tl.float32, bitcast=True) - 8388608.0)
+def _magic(wb, SHIFT: tl.constexpr, MASK: tl.constexpr):
+    """The nibble (MASK 15) or byte (MASK 255) at bit SHIFT of words wb that already carry
+    0x4B000000, masked in place (not shifted): the float 2^23 + q * 2^SHIFT, minus 2^23. The
+    exponent bits are or-ed in once per word, so each value is one LOP3 with a single immediate
+    (two immediates would take two: ptxas does not hoist a constant into a register)."""
+    return ((wb & (0x4B000000 | (MASK << SHIFT))).to(tl.float32, bitcast=True) - 8388608.0)
 
 
 @triton.jit
@@ -114,14 +114,14 @@ def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K:
         # sum, so each weight is LOP3 + FADD + FFMA.
         wb = wv | 0x4B000000
         wh = (wv >> 16) | 0x4B000000
-        d = _magic(wb, 0) * x0[:, None]
-        d += _magic(wb, 4) * (x1 * 0.0625)[:, None]
-        d += _magic(wb, 8) * (x2 * 0.00390625)[:, None]
-        d += _magic(wb, 12) * (x3 * 0.000244140625)[:, None]
-        d += _magic(wh, 0) * x4[:, None]
-        d += _magic(wh, 4) * (x5 * 0.0625)[:, None]
-        d += _magic(wh, 8) * (x6 * 0.00390625)[:, None]
-        d += _magic(wh, 12) * (x7 * 0.000244140625)[:, None]
+        d = _magic(wb, 0, 15) * x0[:, None]
+        d += _magic(wb, 4, 15) * (x1 * 0.0625)[:, None]
+        d += _magic(wb, 8, 15) * (x2 * 0.00390625)[:, None]
+        d += _magic(wb, 12, 15) * (x3 * 0.000244140625)[:, None]
+        d += _magic(wh, 0, 15) * x4[:, None]
+        d += _magic(wh, 4, 15) * (x5 * 0.0625)[:, None]
+        d += _magic(wh, 8, 15) * (x6 * 0.00390625)[:, None]
+        d += _magic(wh, 12, 15) * (x7 * 0.000244140625)[:, None]
     else:
         # logical shifts (uint32), so each nibble is a shift + and, not a sign-extending extract
         wu = wv.to(tl.uint32, bitcast=True)
@@ -147,19 +147,12 @@ def chunk_sums(xk, w, s, m, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K:
 
 
 @triton.jit
-def _magic8(wb, SHIFT: tl.constexpr):
-    """Byte SHIFT/8 (0 or 1) of uint32 words wb that already carry 0x4B000000, masked in place: the
-    float 2^23 + u * 2^SHIFT, minus 2^23 (_magic for bytes)."""
-    return ((wb & (0x4B000000 | (255 << SHIFT))).to(tl.float32, bitcast=True) - 8388608.0)
-
-
-@triton.jit
 def chunk_sums_int8(xk, w, s, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_K: tl.constexpr,
                     EVEN_N: tl.constexpr, EVEN_K: tl.constexpr):
     """chunk_sums for int8 weights in words int32 [K/4, N] (word r of column n = weights 4r..4r+3 of
     row n, braze's [N, K] bytes read four at a time): each byte is biased to u = q + 128 by one xor a
-    word and made a float by int4's exponent trick (no I2F, a quarter-rate instruction on sm_90),
-    then sum(x * q) = sum(x * u) - 128 * sum(x), times the chunk's group scale."""
+    word and made a float by _magic, int4's exponent trick (no I2F, a quarter-rate instruction on
+    sm_90), then sum(x * q) = sum(x * u) - 128 * sum(x), times the chunk's group scale."""
     R: tl.constexpr = BLOCK_K // 4
     rows = k0 // 4 + tl.arange(0, R)
     wp = w + rows.to(tl.int64)[:, None] * N + cols[None, :]
@@ -174,10 +167,10 @@ def chunk_sums_int8(xk, w, s, cols, nmask, k0, N, K, GROUP: tl.constexpr, BLOCK_
     wu = wv.to(tl.uint32, bitcast=True) ^ 0x80808080
     wb = wu | 0x4B000000
     wh = (wu >> 16) | 0x4B000000
-    d = _magic8(wb, 0) * x0[:, None]
-    d += _magic8(wb, 8) * (x1 * 0.00390625)[:, None]
-    d += _magic8(wh, 0) * x2[:, None]
-    d += _magic8(wh, 8) * (x3 * 0.00390625)[:, None]
+    d = _magic(wb, 0, 255) * x0[:, None]
+    d += _magic(wb, 8, 255) * (x1 * 0.00390625)[:, None]
+    d += _magic(wh, 0, 255) * x2[:, None]
+    d += _magic(wh, 8, 255) * (x3 * 0.00390625)[:, None]
     dot = tl.sum(d, axis=0) - 128.0 * tl.sum(xk, axis=0)
     return _column_values(s, (tl.minimum(k0, K - 1) // GROUP) * N + cols, nmask, EVEN_N) * dot
 

@@ -23,8 +23,8 @@ M; each (function, constexpr config) compiles once):
       (float32 weights: input_precision="ieee", so results match float32 references).
 
 For int4 weights of 8 M or more (BRAZE_INT4_REVSPLITK=1: every int4 weight; BRAZE_INT8_REVSPLITK=1:
-int8 too) a quantized kernel's M = 1 launch is KERNEL_revsplitk instead (K-major split-K with the same fusions in one launch,
-matmul_revsplitk.py).
+int8 too) a quantized kernel's M = 1 launch is KERNEL_revsplitk instead (K-major split-K with the
+same fusions in one launch, matmul_revsplitk.py).
 
 The epilogue runs on the float32 accumulator tile and stores with masks, converting to the output
 dtype. Strides and offsets of every view are compile-time constants in the source; N and K are

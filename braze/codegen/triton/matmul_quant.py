@@ -195,7 +195,8 @@ def prologue_fp8_source(g: QuantGen) -> str:
     em = ExprEmitter(lambda i: "", "    ")
     scale = ["    scale = tl.maximum(tl.max(amax, axis=1)[:, None] / 448.0, 1e-12)",
              "    tl.store(s_a + rows, scale, mask=rmask)"]
-    if fp8_row_block(g) is None:
+    row = fp8_row_block(g)
+    if row is None:
         head = prologue_head(g, em, "KERNEL_prologue_fp8", "a8, s_a")
         body = ["    amax = tl.zeros([BLOCK_M, BLOCK_K], tl.float32)"]
         body += prologue_loops(g, em, "0", "K", lambda masked, ind: [f"{ind}amax = tl.maximum(amax, tl.abs(a))"])
@@ -205,7 +206,7 @@ def prologue_fp8_source(g: QuantGen) -> str:
             f"def KERNEL_prologue_fp8({', '.join(g.args)}, a8, s_a, {g.sizes()}, BLOCK_M: tl.constexpr, "
             "BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):"]
     head += g.rows_setup("tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]") + g.a_pointers()
-    masked = g.k_dim != fp8_row_block(g)  # BLOCK_K is K rounded up to a power of two
+    masked = g.k_dim != row  # BLOCK_K is K rounded up to a power of two
     body = ["    rmask = rows < M", "    kk = tl.arange(0, BLOCK_K)[None, :]"] + (["    kmask = kk < K"] if masked else [])
     em.indent, em.load = "    ", g._a_load(masked)
     em.forget_loads()

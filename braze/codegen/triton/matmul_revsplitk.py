@@ -36,31 +36,16 @@ twice its memory.
 """
 from __future__ import annotations
 
-import os
-
 from braze.codegen.triton.exprs import ExprEmitter
+from braze.codegen.triton.settings import auto_setting, setting_allows, tile_setting
 
-
-def _setting(name: str, default: str) -> str:
-    value = os.environ.get(name, default)
-    if value not in ("0", "1", "auto"):
-        raise ValueError(f"{name}={value!r}: use 1 (always), 0 (never) or auto (by weight size)")
-    return value
-
-
-INT4_REVSPLITK = _setting("BRAZE_INT4_REVSPLITK", "auto")  # tests set True / False too
-INT8_REVSPLITK = _setting("BRAZE_INT8_REVSPLITK", "0")
+INT4_REVSPLITK = auto_setting("BRAZE_INT4_REVSPLITK", "auto")  # tests set True / False too
+INT8_REVSPLITK = auto_setting("BRAZE_INT8_REVSPLITK", "0")
 AUTO_MIN_WEIGHTS = 8 << 20  # "auto": N x K from here up (down 11.5 M and gate/up 23 M won, QKV 5.2 M lost)
 # one program: BLOCK_N columns x STEPS chunks of BLOCK_K weights (bench/results/int4-gemv-revsplitk-h100.json:
 # 256-512 columns and 32-64 weights a program were the fastest stand-alone configs);
 # BRAZE_REVSPLITK_TILE="BLOCK_N,BLOCK_K,STEPS,WARPS" sets them (`RS_TILES=... bash bench/gpu_sweep.sh rsstep`)
-BLOCK_N, BLOCK_K, STEPS, WARPS = 512, 32, 2, 4
-if os.environ.get("BRAZE_REVSPLITK_TILE"):
-    try:
-        BLOCK_N, BLOCK_K, STEPS, WARPS = (int(v) for v in os.environ["BRAZE_REVSPLITK_TILE"].split(","))
-    except ValueError:
-        raise ValueError(f"BRAZE_REVSPLITK_TILE={os.environ['BRAZE_REVSPLITK_TILE']!r}: give four integers, "
-                         "BLOCK_N,BLOCK_K,STEPS,WARPS (e.g. 512,32,2,4)") from None
+BLOCK_N, BLOCK_K, STEPS, WARPS = tile_setting("BRAZE_REVSPLITK_TILE", (512, 32, 2, 4), "BLOCK_N,BLOCK_K,STEPS,WARPS")
 
 HELPER = '''from braze.codegen.triton.gemv_revsplitk import chunk_sums, chunk_sums_int8  # noqa: E402,F401  (revsplitK)
 
@@ -71,8 +56,8 @@ _braze_rs_retired = []
 
 def _braze_kmajor(packed, scales, mins):
     """The K-major copy of a weight for the revsplitK GEMV: (words int32 [K/8, N] of int4 or [K/4, N]
-    of int8, each a row's consecutive bytes read as one word; scales [G, N], mins [G, N] or None), made on first use and kept (the capture's warm-up
-    runs make it).
+    of int8, each a row's consecutive bytes read as one word; scales [G, N], mins [G, N] or None),
+    made on first use and kept (the capture's warm-up runs make it).
     An entry holds the original tensors' storage: their addresses, the key, cannot be reused by
     another weight while the copy lives."""
     key = (packed.data_ptr(), tuple(packed.shape), scales.data_ptr())
@@ -100,9 +85,9 @@ def _braze_rs_workspace(device, n, tiles):
 
 
 def _on(setting, g) -> bool:
-    if setting == "auto":  # weights of unknown size (a symbolic N or K) stay on the N-major GEMV
-        return isinstance(g.n_dim, int) and isinstance(g.k_dim, int) and g.n_dim * g.k_dim >= AUTO_MIN_WEIGHTS
-    return setting in (True, "1")
+    # auto: weights of unknown size (a symbolic N or K) stay on the N-major GEMV
+    return setting_allows(setting, isinstance(g.n_dim, int) and isinstance(g.k_dim, int)
+                          and g.n_dim * g.k_dim >= AUTO_MIN_WEIGHTS)
 
 
 def revsplitk_eligible(g) -> bool:

@@ -63,6 +63,8 @@ def test_revsplitk_gemvs_match_the_interpreter(revsplitk, method, dtype, tol):
 
 def test_revsplitk_settings_per_format_and_by_weight_size(monkeypatch):
     from braze.codegen.triton import emit_module, matmul_revsplitk
+    from braze.codegen.triton.settings import auto_setting
+    from braze.errors import InvalidArgumentError
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # only emits source
     assert matmul_revsplitk.INT4_REVSPLITK == os.environ.get("BRAZE_INT4_REVSPLITK", "auto")
     assert matmul_revsplitk.INT8_REVSPLITK == os.environ.get("BRAZE_INT8_REVSPLITK", "0")
@@ -79,5 +81,18 @@ def test_revsplitk_settings_per_format_and_by_weight_size(monkeypatch):
     monkeypatch.setattr(matmul_revsplitk, "AUTO_MIN_WEIGHTS", 160 * 96 + 1)
     assert "_revsplitk" not in emit_module(_mlp("int4-rtn-g32", "float32"))
     monkeypatch.setenv("BRAZE_INT4_REVSPLITK", "yes")
-    with pytest.raises(ValueError, match="BRAZE_INT4_REVSPLITK='yes': use 1"):
-        matmul_revsplitk._setting("BRAZE_INT4_REVSPLITK", "auto")
+    with pytest.raises(InvalidArgumentError, match="BRAZE_INT4_REVSPLITK='yes': use 1"):
+        auto_setting("BRAZE_INT4_REVSPLITK", "auto")
+
+
+def test_tile_settings_parse_or_name_the_form(monkeypatch):
+    from braze.codegen.triton.settings import tile_setting
+    from braze.errors import InvalidArgumentError
+    monkeypatch.delenv("BRAZE_REVSPLITK_TILE", raising=False)
+    assert tile_setting("BRAZE_REVSPLITK_TILE", (512, 32, 2, 4), "BLOCK_N,BLOCK_K,STEPS,WARPS") == (512, 32, 2, 4)
+    monkeypatch.setenv("BRAZE_REVSPLITK_TILE", "256,32,1,8")
+    assert tile_setting("BRAZE_REVSPLITK_TILE", (512, 32, 2, 4), "BLOCK_N,BLOCK_K,STEPS,WARPS") == (256, 32, 1, 8)
+    for bad in ("1,2", "256,32,x,8", "256,0,1,8"):
+        monkeypatch.setenv("BRAZE_REVSPLITK_TILE", bad)
+        with pytest.raises(InvalidArgumentError, match="give 4 positive integers, BLOCK_N,BLOCK_K,STEPS,WARPS"):
+            tile_setting("BRAZE_REVSPLITK_TILE", (512, 32, 2, 4), "BLOCK_N,BLOCK_K,STEPS,WARPS")
